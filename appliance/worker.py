@@ -1,0 +1,74 @@
+"""A worker process: Dramatiq worker threads running the stage actors, plus the pumps that
+feed them from the bus. Start more worker processes to scale out."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import dramatiq
+from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
+
+from c360.adapters.bus import ID_RESOLUTION, RAW_EVENTS
+from c360.runtime import Runtime
+from c360.settings import Settings
+from c360.stages.pump import Pump
+
+log = logging.getLogger(__name__)
+
+#: A worker silent this long is presumed dead and its in-flight messages are re-queued.
+HEARTBEAT_TIMEOUT_MS = 15_000
+
+#: Share of broker commands that also run maintenance (re-queueing a dead worker's messages).
+MAINTENANCE_CHANCE = MAINTENANCE_SCALE // 50
+
+
+def make_broker(settings: Settings) -> RedisBroker:
+    """The Dramatiq broker on the same Valkey as the bus."""
+    return RedisBroker(
+        url=settings.valkey_url,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+        maintenance_chance=MAINTENANCE_CHANCE,
+    )
+
+
+def run_worker(settings: Settings, index: int, stop: threading.Event | None = None) -> None:
+    """Run actors and pumps until SIGTERM / SIGINT (or `stop`)."""
+    broker = make_broker(settings)
+    dramatiq.set_broker(broker)
+    from c360.stages import actors  # declared against the broker set above
+
+    runtime = Runtime(settings, pool_size=settings.worker_threads + 2)
+    actors.bind(runtime)
+    worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads, worker_timeout=200)
+    worker.start()
+
+    stop = stop or threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def depth(queue: str):
+        return lambda: int(broker.client.llen(f"dramatiq:{queue}"))
+
+    pumps = [
+        Pump(runtime.bus, RAW_EVENTS, "f2", f"f2-{index}",
+             lambda name, p: actors.persist_events.send(p), depth("c360-f2"),
+             settings.batch_size, stop),
+        Pump(runtime.bus, RAW_EVENTS, "lake", f"lake-{index}",
+             lambda name, p: actors.sink_events.send(name, p), depth("c360-lake"),
+             settings.batch_size * 4, stop),
+        Pump(runtime.bus, ID_RESOLUTION, "f3", f"f3-{index}",
+             lambda name, p: actors.resolve_events.send(p), depth("c360-f3"),
+             settings.batch_size, stop),
+    ]
+    threads = [threading.Thread(target=p.run, name=f"pump-{p.group}", daemon=True) for p in pumps]
+    for thread in threads:
+        thread.start()
+    log.info("Worker %d running with %d threads.", index, settings.worker_threads)
+    stop.wait()
+    for thread in threads:
+        thread.join(5)
+    worker.stop()
+    runtime.close()
+    log.info("Worker %d stopped.", index)

@@ -1,0 +1,44 @@
+"""The profile cache on Valkey: `c360:profile:<id>` holds the JSON document,
+`c360:ident:<type>:<value>` the profile id. Entries expire after `cache_ttl_s`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import redis
+
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+
+class ValkeyProfileCache:
+    """Profile cache backed by a Valkey connection."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self._client = client
+        self._ttl = ttl_s
+
+    def put(self, documents: Sequence[dict[str, Any]]) -> None:
+        """Write documents and identifier index entries in one round trip."""
+        if not documents:
+            return
+        with self._client.pipeline(transaction=False) as pipe:
+            for doc in documents:
+                profile_id = doc["profile_id"]
+                pipe.set(f"c360:profile:{profile_id}", _ENCODER.encode(doc), ex=self._ttl)
+                for ident in doc.get("identifiers", ()):
+                    pipe.set(
+                        f"c360:ident:{ident['type']}:{ident['value']}", profile_id, ex=self._ttl
+                    )
+            pipe.execute()
+
+    def get(self, profile_id: str) -> dict[str, Any] | None:
+        """The cached document, or None when absent or expired."""
+        raw = self._client.get(f"c360:profile:{profile_id}")
+        return msgspec.json.decode(raw) if raw else None
+
+    def lookup(self, id_type: str, id_value: str) -> str | None:
+        """The profile id of an identifier, if cached."""
+        raw = self._client.get(f"c360:ident:{id_type}:{id_value}")
+        return raw.decode() if raw else None

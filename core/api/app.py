@@ -1,0 +1,92 @@
+"""The Litestar application: gateway, F5 API and health, with JSON errors `{code, message}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+
+from c360.adapters.bus_valkey import AsyncValkeyBus
+from c360.api.gateway import make_handlers
+from c360.api.gzip import GzipRequestMiddleware
+from c360.api.profiles import read_profile, read_profiles
+from c360.counters import AsyncCounters
+from c360.errors import BusUnavailable, InputError
+from c360.events.model import MAX_BATCH_BYTES
+from c360.plugins_manager import default_manager
+from c360.runtime import Runtime
+from c360.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@get("/health")
+async def health(state: State) -> dict[str, Any]:
+    """Liveness: the process answers and the bus is reachable."""
+    await state.valkey.ping()
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The app for these settings; connections open on start-up and close on shutdown."""
+    valkey = aioredis.Redis.from_url(settings.valkey_url)
+    runtime = Runtime(settings)
+    state = State(
+        {
+            "settings": settings,
+            "hooks": default_manager().hook,
+            "valkey": valkey,
+            "bus": AsyncValkeyBus(valkey, settings.bus_partitions),
+            "counters": AsyncCounters(valkey),
+            "runtime": runtime,
+        }
+    )
+
+    async def close() -> None:
+        await valkey.aclose()
+        runtime.close()
+
+    return Litestar(
+        route_handlers=[*make_handlers(), read_profile, read_profiles, health],
+        state=state,
+        middleware=[DefineMiddleware(GzipRequestMiddleware, max_bytes=MAX_BATCH_BYTES * 2)],
+        cors_config=CORSConfig(
+            allow_origins=["*"],
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
+        ),
+        exception_handlers={
+            InputError: _input_error,
+            BusUnavailable: _bus_unavailable,
+            HTTPException: _http_error,
+        },
+        on_shutdown=[close],
+        request_max_body_size=MAX_BATCH_BYTES * 4,
+        openapi_config=None,
+        debug=False,
+    )
+
+
+def _input_error(request: Request, exc: InputError) -> Response:
+    return Response({"code": exc.code, "message": exc.message}, status_code=exc.status_code)
+
+
+def _bus_unavailable(request: Request, exc: BusUnavailable) -> Response:
+    log.warning("Refusing a request: %s", exc)
+    return Response(
+        {"code": "bus_unavailable", "message": "events cannot be stored right now; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response:
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+            413: "payload_too_large"}.get(exc.status_code, "http_error")
+    return Response({"code": code, "message": exc.detail}, status_code=exc.status_code)

@@ -1,0 +1,127 @@
+"""The Segment HTTP Tracking API: `POST /v1/{track,identify,page,screen,group,alias,batch}`.
+
+A request is authenticated by its write key (Basic-auth user, or `writeKey` in the body), run
+through F1 inline, and its accepted events published to `c360-raw-events` keyed by customer;
+rejected ones go to `c360-dlq` with their reason. A 200 means every accepted event was written
+to the bus (Valkey with an append-only file, fsync every second: a process crash loses nothing,
+a power cut may lose the last second).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.datastructures import State
+
+from c360.adapters.bus import DLQ, RAW_EVENTS
+from c360.errors import InputError, Unauthorized
+from c360.events.f1 import IngestContext, ParsedRequest, ingest, parse_request
+from c360.events.model import Rejection, encode
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = ("track", "identify", "page", "screen", "group", "alias")
+
+
+async def accept(request: Request, state: State, endpoint_type: str | None) -> Response:
+    """Run one Segment request through auth, F1 and the bus."""
+    settings = state.settings
+    received_at = datetime.now(UTC)
+    source = _source_from_header(request, settings.write_keys)
+    body = await request.body()
+    try:
+        parsed = parse_request(body, endpoint_type)
+    except InputError as exc:
+        if source is not None:
+            await _dead_letter_request(state, source, received_at, body, exc)
+        raise
+    if source is None:
+        source = _source_from_body(parsed, settings.write_keys)
+
+    ctx = IngestContext(
+        source=source,
+        received_at=received_at,
+        client_ip=request.client.host if request.client else None,
+        endpoint_type=endpoint_type,
+        batch_sent_at=parsed.sent_at,
+        batch_context=parsed.context,
+        batch_integrations=parsed.integrations,
+    )
+    result = ingest(parsed, ctx, settings, state.hooks)
+    await state.bus.publish(RAW_EVENTS, [(e.customer_key, encode(e)) for e in result.accepted])
+    if result.rejected:
+        await state.bus.publish(DLQ, [(r.source, encode(r)) for r in result.rejected])
+    await state.counters.count(source, len(result.accepted), len(result.rejected))
+    return Response(
+        {
+            "success": True,
+            "accepted": len(result.accepted),
+            "rejected": len(result.rejected),
+            "errors": [
+                {"messageId": r.message_id, "code": r.code, "message": r.reason}
+                for r in result.rejected
+            ],
+        }
+    )
+
+
+def _source_from_header(request: Request, write_keys: dict[str, str]) -> str | None:
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthorized("invalid_auth", "the Authorization header is not valid Basic auth") from exc
+    key = decoded.partition(":")[0]
+    if key not in write_keys:
+        raise Unauthorized("unknown_write_key", "the write key is not known; check the source's key")
+    return write_keys[key]
+
+
+def _source_from_body(parsed: ParsedRequest, write_keys: dict[str, str]) -> str:
+    if parsed.write_key is None:
+        raise Unauthorized(
+            "missing_write_key",
+            "send the source's write key as the Basic-auth user or as `writeKey` in the body",
+        )
+    if parsed.write_key not in write_keys:
+        raise Unauthorized("unknown_write_key", "the write key is not known; check the source's key")
+    return write_keys[parsed.write_key]
+
+
+async def _dead_letter_request(
+    state: State, source: str, received_at: datetime, body: bytes, exc: InputError
+) -> None:
+    rejection = Rejection(
+        reason=exc.message,
+        code=exc.code,
+        source=source,
+        received_at=received_at,
+        payload=body[: 2 * 512 * 1024].decode("utf-8", errors="replace"),
+    )
+    await state.bus.publish(DLQ, [(source, encode(rejection))])
+    await state.counters.count(source, 0, 1)
+
+
+def make_handlers() -> list[Any]:
+    """One POST handler per Segment endpoint, plus `/v1/batch` (and `/v1/import`)."""
+    handlers = []
+    for endpoint in ENDPOINTS:
+        handlers.append(_handler(endpoint, f"/v1/{endpoint}"))
+    handlers.append(_handler(None, ["/v1/batch", "/v1/import"]))
+    return handlers
+
+
+def _handler(endpoint_type: str | None, path: str | list[str]) -> Any:
+    async def handle(request: Request, state: State) -> Response:
+        return await accept(request, state, endpoint_type)
+
+    handle.__name__ = f"segment_{endpoint_type or 'batch'}"
+    handle.__doc__ = f"Segment {endpoint_type or 'batch'} endpoint."
+    return post(path, status_code=200, name=handle.__name__)(handle)

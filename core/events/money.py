@@ -1,0 +1,39 @@
+"""Reading money: numbers or strictly numeric strings become Decimal; anything else is flagged."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+_NUMERIC = re.compile(r"^-?\d+(\.\d+)?$")
+
+#: Segment's ecommerce spec puts an order's value in `revenue`, else `total`.
+MONEY_FIELDS = ("revenue", "total")
+
+
+def read_money(value: Any) -> Decimal | None:
+    """The amount as Decimal, or None when `value` is not a plain number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str) and _NUMERIC.match(value.strip()):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    return None
+
+
+def order_value(properties: dict[str, Any]) -> tuple[Decimal | None, str | None]:
+    """An order's value from its properties, and a warning when it could not be read."""
+    for field in MONEY_FIELDS:
+        if field in properties and properties[field] is not None:
+            amount = read_money(properties[field])
+            if amount is None:
+                return None, f"properties.{field} is not a number; left out of totals"
+            return amount, None
+    return None, None

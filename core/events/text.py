@@ -1,0 +1,52 @@
+"""Text hygiene: stored text is valid Unicode in NFC; undecodable input is replaced, not fatal."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from decimal import Decimal
+from typing import Any
+
+from c360.errors import InputError
+
+
+def lenient_json(data: bytes) -> Any:
+    """Parse JSON that strict decoders refuse for its text: bad UTF-8, lone surrogates.
+
+    Bare NaN / Infinity are still refused: they are not JSON.
+    """
+    text = data.decode("utf-8", errors="replace")
+    try:
+        parsed = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise InputError("invalid_json", f"the body is not valid JSON: {exc}") from exc
+    return clean(parsed)
+
+
+def clean(value: Any) -> Any:
+    """Every string inside `value` made valid Unicode and NFC."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(item) for item in value]
+    return value
+
+
+def clean_text(text: str) -> str:
+    """Lone surrogates become U+FFFD; the result is NFC."""
+    if not text.isascii():
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
+    return text
+
+
+def needs_cleaning(raw: bytes) -> bool:
+    """True when `raw` may hold text that is not ASCII (so not certainly NFC)."""
+    return not raw.isascii() or b"\\u" in raw or b"\\U" in raw
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")

@@ -1,0 +1,73 @@
+"""Event time: parse Segment timestamps and correct the sender's clock skew.
+
+corrected = timestamp + (receivedAt - sentAt), in exact datetime arithmetic. A corrected time
+that is implausible falls back to the time as sent, then to receivedAt, with a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class EventTime:
+    """The chosen event time and the warnings met on the way."""
+
+    timestamp: datetime
+    original: datetime | None
+    sent_at: datetime | None
+    warnings: tuple[str, ...]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An aware UTC datetime from an ISO 8601 string; None when absent or unreadable."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def event_time(
+    raw_timestamp: Any,
+    raw_sent_at: Any,
+    received_at: datetime,
+    *,
+    earliest: datetime,
+    max_future: timedelta,
+) -> EventTime:
+    """Decide an event's time from what the client sent and when it arrived."""
+    warnings: list[str] = []
+    original = parse_time(raw_timestamp)
+    sent_at = parse_time(raw_sent_at)
+    if raw_timestamp not in (None, "") and original is None:
+        warnings.append("timestamp is not an ISO 8601 time; receivedAt used")
+    if raw_sent_at not in (None, "") and sent_at is None:
+        warnings.append("sentAt is not an ISO 8601 time; no clock-skew correction")
+
+    def plausible(moment: datetime) -> bool:
+        return earliest <= moment <= received_at + max_future
+
+    if original is None:
+        return EventTime(received_at, None, sent_at, tuple(warnings))
+
+    corrected = original + (received_at - sent_at) if sent_at else original
+    if plausible(corrected):
+        return EventTime(corrected, original, sent_at, tuple(warnings))
+    if plausible(original):
+        warnings.append("skew-corrected time is implausible; timestamp kept as sent")
+        return EventTime(original, original, sent_at, tuple(warnings))
+    warnings.append("timestamp is implausible; receivedAt used")
+    return EventTime(received_at, original, sent_at, tuple(warnings))

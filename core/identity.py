@@ -1,0 +1,164 @@
+"""Deterministic identity resolution: which profile an event belongs to, and which profiles merge.
+
+Rules, in order:
+- identifiers are tried by priority (userId, CRM id, email, phone, anonymousId);
+- a profile holds at most one value of each unique type (userId, CRM id): two profiles with
+  different userIds are never merged, whatever else they share;
+- a weak identifier (anonymousId, a device id) merges two profiles only when at most one of
+  them is a known customer (holds a strong identifier);
+- an identifier that belongs to a profile the event cannot join stays where it is, and the
+  conflict is recorded.
+
+Pure logic over what F3 loaded; F3 writes the outcome in one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+from c360.events.identifiers import PRIORITY, STRONG, TRUST, UNIQUE_PER_PROFILE
+from c360.profiles import EventFact, ProfileState, apply_event, merge_into, new_profile
+
+IdKey = tuple[str, str]
+
+
+@dataclasses.dataclass(slots=True)
+class Merge:
+    """Evidence that `merged` was folded into `surviving`."""
+
+    surviving: uuid.UUID
+    merged: uuid.UUID
+    rule: str
+    evidence: dict[str, Any]
+    fact: EventFact
+
+
+@dataclasses.dataclass(slots=True)
+class Conflict:
+    """An identifier the event carried that stays with another profile."""
+
+    profile: uuid.UUID
+    other: uuid.UUID
+    identifier: IdKey
+    reason: str
+    fact: EventFact
+
+
+@dataclasses.dataclass(slots=True)
+class Link:
+    """An identifier attached to a profile, with its raw value and when it was seen."""
+
+    identifier: IdKey
+    raw: str
+    profile: uuid.UUID
+    fact: EventFact
+
+
+class Resolver:
+    """Resolves a batch of events against the owners and profiles F3 loaded."""
+
+    def __init__(self, owners: dict[IdKey, uuid.UUID], profiles: dict[uuid.UUID, ProfileState]):
+        self.owners = owners
+        self.profiles = profiles
+        self.redirects: dict[uuid.UUID, uuid.UUID] = {}
+        self.links: list[Link] = []
+        self.merges: list[Merge] = []
+        self.conflicts: list[Conflict] = []
+        self.assignments: dict[tuple[str, str], uuid.UUID] = {}
+
+    def resolve(self, fact: EventFact) -> ProfileState:
+        """Attach one event to its profile (creating or merging as the rules say)."""
+        identifiers = sorted(fact.identifiers, key=lambda item: _rank(item[0]))
+        event_unique = {kind: value for kind, value, _raw in identifiers if kind in UNIQUE_PER_PROFILE}
+        target: ProfileState | None = None
+
+        for kind, value, _raw in identifiers:
+            owner_id = self.owners.get((kind, value))
+            if owner_id is None:
+                continue
+            owner = self.profiles[self.current(owner_id)]
+            if target is None:
+                if _compatible(event_unique, owner.unique_ids):
+                    target = owner
+                continue
+            if owner.profile_id != target.profile_id:
+                self._try_merge(target, owner, (kind, value), fact, event_unique)
+
+        if target is None:
+            target = new_profile()
+            self.profiles[target.profile_id] = target
+
+        self._link_unowned(target, identifiers, fact)
+        apply_event(target, fact)
+        self.assignments[(fact.source, fact.message_id)] = target.profile_id
+        return target
+
+    def current(self, profile_id: uuid.UUID) -> uuid.UUID:
+        """The surviving profile for an id, following merges made in this batch."""
+        while profile_id in self.redirects:
+            profile_id = self.redirects[profile_id]
+        return profile_id
+
+    def _try_merge(
+        self,
+        target: ProfileState,
+        owner: ProfileState,
+        via: IdKey,
+        fact: EventFact,
+        event_unique: dict[str, str],
+    ) -> None:
+        reason = _refusal(target, owner, via, event_unique)
+        if reason:
+            self.conflicts.append(Conflict(target.profile_id, owner.profile_id, via, reason, fact))
+            return
+        evidence = {
+            "matched": {"type": via[0], "value": via[1]},
+            "target_unique_ids": dict(target.unique_ids),
+            "merged_unique_ids": dict(owner.unique_ids),
+        }
+        merge_into(target, owner)
+        self.redirects[owner.profile_id] = target.profile_id
+        for key, profile_id in self.owners.items():
+            if profile_id == owner.profile_id:
+                self.owners[key] = target.profile_id
+        rule = f"shared_{via[0]}"
+        self.merges.append(Merge(target.profile_id, owner.profile_id, rule, evidence, fact))
+
+    def _link_unowned(
+        self, target: ProfileState, identifiers: list[list[str]], fact: EventFact
+    ) -> None:
+        for kind, value, raw in identifiers:
+            owner_id = self.owners.get((kind, value))
+            if owner_id is not None:
+                if self.current(owner_id) == target.profile_id:
+                    self.links.append(Link((kind, value), raw, target.profile_id, fact))
+                continue
+            if kind in UNIQUE_PER_PROFILE and target.unique_ids.get(kind, value) != value:
+                continue  # the profile already has another userId / CRM id
+            self.owners[(kind, value)] = target.profile_id
+            self.links.append(Link((kind, value), raw, target.profile_id, fact))
+            if kind in UNIQUE_PER_PROFILE:
+                target.unique_ids[kind] = value
+            if TRUST.get(kind) == STRONG:
+                target.has_strong_id = True
+
+
+def _refusal(
+    target: ProfileState, owner: ProfileState, via: IdKey, event_unique: dict[str, str]
+) -> str | None:
+    combined = {**owner.unique_ids, **event_unique}
+    if not _compatible(target.unique_ids, combined):
+        return "different unique identifiers (userId / CRM id)"
+    if TRUST.get(via[0]) != STRONG and target.has_strong_id and owner.has_strong_id:
+        return f"{via[0]} is too weak to merge two known customers"
+    return None
+
+
+def _compatible(a: dict[str, str], b: dict[str, str]) -> bool:
+    return all(b.get(kind, value) == value for kind, value in a.items())
+
+
+def _rank(kind: str) -> int:
+    return PRIORITY.index(kind) if kind in PRIORITY else len(PRIORITY)

@@ -1,0 +1,93 @@
+"""Apply and roll back the SQL migrations in `c360/migrations`, each in its own transaction."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(\d{4})_(\w+)\.(up|down)\.sql$")
+_LOCK_KEY = 3_600_360  # advisory lock so two processes never migrate at once
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema change with its up and down SQL."""
+
+    version: int
+    name: str
+    up: str
+    down: str
+
+
+def available() -> list[Migration]:
+    """All migrations shipped with c360, oldest first."""
+    files = {item.name: item for item in resources.files("c360.migrations").iterdir()}
+    found = {}
+    for name in files:
+        match = _NAME.match(name)
+        if match and match.group(3) == "up":
+            version, label = int(match.group(1)), match.group(2)
+            down_name = f"{match.group(1)}_{label}.down.sql"
+            found[version] = Migration(
+                version, label, files[name].read_text(), files[down_name].read_text()
+            )
+    return [found[version] for version in sorted(found)]
+
+
+def applied(conn: psycopg.Connection) -> list[int]:
+    """Versions already applied to this database."""
+    _ensure_table(conn)
+    rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+    return [row[0] for row in rows]
+
+
+def upgrade(conn: psycopg.Connection, target: int | None = None) -> list[int]:
+    """Apply every pending migration up to `target`; returns the versions applied."""
+    done = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        current = set(applied(conn))
+    for migration in available():
+        if migration.version in current or (target is not None and migration.version > target):
+            continue
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            if migration.version in set(applied(conn)):
+                continue
+            conn.execute(migration.up)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+        log.info("Applied migration %04d %r.", migration.version, migration.name)
+        done.append(migration.version)
+    return done
+
+
+def downgrade(conn: psycopg.Connection, target: int) -> list[int]:
+    """Roll back applied migrations newer than `target`, newest first."""
+    undone = []
+    by_version = {migration.version: migration for migration in available()}
+    for version in sorted(applied(conn), reverse=True):
+        if version <= target:
+            break
+        with conn.transaction():
+            conn.execute(by_version[version].down)
+            conn.execute("DELETE FROM schema_migrations WHERE version = %s", (version,))
+        log.info("Rolled back migration %04d.", version)
+        undone.append(version)
+    return undone
+
+
+def _ensure_table(conn: psycopg.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )

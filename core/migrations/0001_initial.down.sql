@@ -1,0 +1,6 @@
+DROP TABLE IF EXISTS lake_index;
+DROP TABLE IF EXISTS identity_conflicts;
+DROP TABLE IF EXISTS merges;
+DROP TABLE IF EXISTS identifiers;
+DROP TABLE IF EXISTS events;
+DROP TABLE IF EXISTS profiles;

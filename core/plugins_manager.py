@@ -1,0 +1,64 @@
+"""The plugin manager: built-in plugins, then those installed under the `c360` entry points.
+
+Loading fails loudly when a plugin implements a hook that does not exist (a misspelling).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable
+from functools import lru_cache
+
+import pluggy
+
+from c360 import hookspecs
+from c360.errors import PluginError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "c360"
+
+#: Built-in features registered through the same hooks as outside plugins.
+BUILTIN_PLUGINS = (
+    "c360.plugins.identity_rules",
+    "c360.plugins.geo_enricher",
+    "c360.plugins.user_agent_enricher",
+)
+
+
+def make_plugin_manager(
+    builtins: Iterable[str] = BUILTIN_PLUGINS, *, entry_points: bool = True, extra: Iterable[object] = ()
+) -> pluggy.PluginManager:
+    """A checked plugin manager with the built-ins, outside plugins and `extra` objects."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    for name in builtins:
+        manager.register(importlib.import_module(name), name=name)
+    if entry_points:
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    for plugin in extra:
+        manager.register(plugin)
+    check(manager)
+    return manager
+
+
+def check(manager: pluggy.PluginManager) -> None:
+    """Refuse hook implementations that match no hook spec, naming plugin and hook."""
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(
+            f"plugin {manager.get_name(exc.plugin)!r} implements a hook c360 does not have: "
+            f"{exc}. Did you misspell a hook name? Known hooks: {sorted(_hook_names())}"
+        ) from exc
+
+
+@lru_cache(maxsize=1)
+def default_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, built on first use."""
+    return make_plugin_manager()
+
+
+def _hook_names() -> list[str]:
+    return [name for name in dir(hookspecs) if name.startswith("c360_")]

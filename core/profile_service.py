@@ -1,0 +1,124 @@
+"""Profile reads shared by the F5 JSON API, the UI and the trial summary (cache first)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from c360.events.identifiers import normalise_email, normalise_id, normalise_phone
+from c360.runtime import Runtime
+from c360.stages.f3_resolve import load_documents
+
+#: Bare ids are tried as these identifier types, in order.
+LOOKUP_ORDER = ("user_id", "email", "phone", "anonymous_id", "crm_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileFilter:
+    """Simple filters for listing profiles."""
+
+    min_orders: int | None = None
+    min_revenue: Decimal | None = None
+    seen_after: Any = None
+    order_by: str = "revenue"
+    limit: int = 50
+    offset: int = 0
+
+
+def get_profile(runtime: Runtime, reference: str) -> dict[str, Any] | None:
+    """The profile for a profile id, `type:value`, or a bare identifier; None if unknown."""
+    for id_type, value in _candidates(reference, runtime.settings.default_region):
+        doc = _from_cache(runtime, id_type, value) or _from_store(runtime, id_type, value)
+        if doc:
+            return doc
+    return None
+
+
+def list_profiles(runtime: Runtime, filters: ProfileFilter) -> list[dict[str, Any]]:
+    """Live profiles matching the filters, most valuable (or most recent) first."""
+    order = {"revenue": "revenue DESC", "last_seen": "last_seen DESC NULLS LAST",
+             "orders": "order_count DESC"}[filters.order_by]
+    clauses, params = ["merged_into IS NULL"], []
+    if filters.min_orders is not None:
+        clauses.append("order_count >= %s")
+        params.append(filters.min_orders)
+    if filters.min_revenue is not None:
+        clauses.append("revenue >= %s")
+        params.append(filters.min_revenue)
+    if filters.seen_after is not None:
+        clauses.append("last_seen >= %s")
+        params.append(filters.seen_after)
+    sql = (
+        f"SELECT profile_id FROM profiles WHERE {' AND '.join(clauses)}"
+        f" ORDER BY {order}, profile_id LIMIT %s OFFSET %s"
+    )
+    with runtime.pool.connection() as conn:
+        ids = [row[0] for row in conn.execute(sql, (*params, filters.limit, filters.offset))]
+        documents = {doc["profile_id"]: doc for doc in load_documents(conn, ids)}
+    return [documents[str(pid)] for pid in ids if str(pid) in documents]
+
+
+def totals(runtime: Runtime) -> dict[str, Any]:
+    """Counts and sums over every live profile and stored event."""
+    with runtime.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        profiles = cur.execute(
+            "SELECT count(*) AS profiles, coalesce(sum(revenue), 0) AS revenue,"
+            " coalesce(sum(order_count), 0) AS orders"
+            " FROM profiles WHERE merged_into IS NULL"
+        ).fetchone()
+        events = cur.execute(
+            "SELECT count(*) AS events, count(profile_id) AS resolved FROM events"
+        ).fetchone()
+    return {**profiles, **events}
+
+
+def _candidates(reference: str, region: str) -> list[tuple[str, str]]:
+    reference = reference.strip()
+    try:
+        return [("profile_id", str(uuid.UUID(reference)))]
+    except ValueError:
+        pass
+    kind, sep, value = reference.partition(":")
+    if sep and kind in LOOKUP_ORDER:
+        normalised = _normalise(kind, value, region)
+        return [(kind, normalised)] if normalised else []
+    found = []
+    for kind in LOOKUP_ORDER:
+        normalised = _normalise(kind, reference, region)
+        if normalised:
+            found.append((kind, normalised))
+    return found
+
+
+def _normalise(kind: str, value: str, region: str) -> str | None:
+    if kind == "email":
+        return normalise_email(value)
+    if kind == "phone":
+        return normalise_phone(value, region) if any(c.isdigit() for c in value) else None
+    return normalise_id(value)
+
+
+def _from_cache(runtime: Runtime, id_type: str, value: str) -> dict[str, Any] | None:
+    profile_id = value if id_type == "profile_id" else runtime.cache.lookup(id_type, value)
+    return runtime.cache.get(profile_id) if profile_id else None
+
+
+def _from_store(runtime: Runtime, id_type: str, value: str) -> dict[str, Any] | None:
+    with runtime.pool.connection() as conn:
+        if id_type == "profile_id":
+            ids = [value]
+        else:
+            row = conn.execute(
+                "SELECT profile_id FROM identifiers WHERE id_type = %s AND id_value = %s",
+                (id_type, value),
+            ).fetchone()
+            ids = [row[0]] if row else []
+        documents = load_documents(conn, ids)
+    if documents:
+        runtime.cache.put(documents)
+        return documents[0]
+    return None

@@ -1,0 +1,88 @@
+"""The runtime: settings plus the adapters a process uses, built in one place from settings.
+
+Nothing above this module knows which bus, lake, store or cache implementation it has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+import pluggy
+import redis
+from psycopg_pool import ConnectionPool
+
+from c360.adapters.bus import EventBus
+from c360.adapters.bus_valkey import ValkeyBus
+from c360.adapters.cache import ProfileCache
+from c360.adapters.cache_valkey import ValkeyProfileCache
+from c360.adapters.lake import Lake, LakeQuery
+from c360.adapters.lake_chdb import ChdbLakeQuery
+from c360.adapters.lake_parquet import LocalParquetLake
+from c360.errors import SettingsError
+from c360.plugins_manager import default_manager
+from c360.settings import Settings
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Adapters built lazily from settings; one per process."""
+
+    settings: Settings
+    pool_size: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.settings.postgres_dsn:
+            raise SettingsError("postgres_dsn is not set: start the embedded engines or set C360_POSTGRES_DSN")
+        if not self.settings.valkey_url:
+            raise SettingsError("valkey_url is not set: start the embedded engines or set C360_VALKEY_URL")
+
+    @cached_property
+    def pool(self) -> ConnectionPool:
+        """PostgreSQL connections (dict rows off; callers choose)."""
+        pool = ConnectionPool(
+            self.settings.postgres_dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            open=True,
+            kwargs={"autocommit": True},
+        )
+        pool.wait(timeout=30)
+        return pool
+
+    @cached_property
+    def valkey(self) -> redis.Redis:
+        """A Valkey client for the bus and the cache."""
+        return redis.Redis.from_url(self.settings.valkey_url, health_check_interval=30)
+
+    @cached_property
+    def bus(self) -> EventBus:
+        """The event bus."""
+        return ValkeyBus(self.valkey, self.settings.bus_partitions)
+
+    @cached_property
+    def cache(self) -> ProfileCache:
+        """The profile cache."""
+        return ValkeyProfileCache(self.valkey, self.settings.cache_ttl_s)
+
+    @cached_property
+    def lake(self) -> Lake:
+        """The raw lake."""
+        return LocalParquetLake(self.settings.lake_dir)
+
+    @cached_property
+    def lake_query(self) -> LakeQuery:
+        """SQL over the lake."""
+        return ChdbLakeQuery(self.settings.lake_dir)
+
+    @cached_property
+    def hooks(self) -> pluggy.HookRelay:
+        """Plugin hooks."""
+        return default_manager().hook
+
+    def close(self) -> None:
+        """Release pools and connections."""
+        if "pool" in self.__dict__:
+            self.pool.close()
+        if "valkey" in self.__dict__:
+            self.valkey.close()

@@ -1,0 +1,242 @@
+"""One typed settings object, read once at start-up.
+
+Precedence, highest first: explicit arguments, `C360_*` environment variables, a TOML file
+(`--config`, `C360_CONFIG`, or `c360.toml` in the data folder), then the defaults below.
+Secrets (write keys, API tokens, server passwords) have no defaults and are never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import platformdirs
+
+from c360.errors import SettingsError
+
+ENV_PREFIX = "C360_"
+
+#: Values that never identify anyone, compared after trimming and lower-casing.
+DEFAULT_PLACEHOLDERS = (
+    "",
+    "undefined",
+    "null",
+    "nil",
+    "none",
+    "nan",
+    "[object object]",
+    "0",
+    "-1",
+    "anonymous",
+    "guest",
+    "unknown",
+    "n/a",
+    "na",
+    "user",
+    "test",
+    "00000000-0000-0000-0000-000000000000",
+)
+
+
+def _doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field whose docstring travels in its metadata (used by `c360 settings`)."""
+    return dataclasses.field(metadata={"doc": text}, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything c360 can be told. Each field's `doc` says what it does."""
+
+    data_dir: Path = _doc(
+        "Folder holding every embedded engine's data, the lake and the logs.",
+        default_factory=lambda: Path(platformdirs.user_data_dir("c360")),
+    )
+    host: str = _doc("Address the gateway and API listen on.", default="127.0.0.1")
+    port: int = _doc("Port the gateway and API listen on.", default=8360)
+    write_keys: dict[str, str] = _doc(
+        "Secret. Write key -> source name, e.g. C360_WRITE_KEYS='k1:web,k2:ios'.",
+        default_factory=dict,
+    )
+    api_tokens: tuple[str, ...] = _doc(
+        "Secret. Bearer tokens that may read profiles through the F5 API.", default=()
+    )
+    postgres_dsn: str | None = _doc(
+        "PostgreSQL DSN; empty runs the embedded PostgreSQL in the data folder.", default=None
+    )
+    valkey_url: str | None = _doc(
+        "Valkey URL (redis:// or unix://); empty runs the embedded Valkey.", default=None
+    )
+    bus_partitions: int = _doc(
+        "Partitions per topic; a customer's events always go to the same one.", default=4
+    )
+    batch_size: int = _doc("Events per message handed from the bus to a stage actor.", default=500)
+    worker_threads: int = _doc("Dramatiq worker threads in each worker process.", default=4)
+    default_region: str = _doc(
+        "Region used to read phone numbers written without a country code (ISO 3166).",
+        default="VN",
+    )
+    placeholder_identifiers: tuple[str, ...] = _doc(
+        "Identifier values that never identify anyone (case-insensitive).",
+        default=DEFAULT_PLACEHOLDERS,
+    )
+    earliest_event_time: datetime = _doc(
+        "Event times before this are implausible and not trusted.",
+        default=datetime(1990, 1, 1, tzinfo=UTC),
+    )
+    max_future_skew_s: int = _doc(
+        "A corrected event time more than this many seconds ahead of receipt is implausible.",
+        default=24 * 3600,
+    )
+    cache_ttl_s: int = _doc("How long a profile stays in the Valkey cache.", default=24 * 3600)
+    log_format: str = _doc("'text' on a terminal, 'json' in appliance mode.", default="text")
+    log_level: str = _doc("Root log level.", default="INFO")
+
+    @property
+    def lake_dir(self) -> Path:
+        """Folder of the raw lake's Parquet files."""
+        return self.data_dir / "lake"
+
+    @property
+    def placeholder_set(self) -> frozenset[str]:
+        """Placeholders, lower-cased for lookup."""
+        return frozenset(value.strip().lower() for value in self.placeholder_identifiers)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with every secret masked, fit for logs."""
+        shown = dataclasses.asdict(self)
+        for name in SECRET_FIELDS:
+            if shown.get(name):
+                shown[name] = "***"
+        if shown.get("postgres_dsn"):
+            shown["postgres_dsn"] = _mask_password(shown["postgres_dsn"])
+        if shown.get("valkey_url"):
+            shown["valkey_url"] = _mask_password(shown["valkey_url"])
+        return shown
+
+
+SECRET_FIELDS = ("write_keys", "api_tokens")
+
+
+def load_settings(
+    args: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Build the settings from arguments, environment, TOML file and defaults, in that order."""
+    environ = os.environ if environ is None else environ
+    given = {key: value for key, value in (args or {}).items() if value is not None}
+    from_env = _read_environment(environ)
+    toml_path = config_file or _toml_path(given, from_env, environ)
+    from_toml = _read_toml(toml_path) if toml_path else {}
+
+    merged: dict[str, Any] = {**from_toml, **from_env, **given}
+    return _build(merged)
+
+
+def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    names = {field.name for field in dataclasses.fields(Settings)}
+    found = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == "C360_CONFIG":
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name not in names:
+            continue
+        found[name] = value
+    return found
+
+
+def _toml_path(given: dict[str, Any], env: dict[str, Any], environ: Mapping[str, str]) -> Path | None:
+    if environ.get("C360_CONFIG"):
+        return Path(environ["C360_CONFIG"])
+    data_dir = given.get("data_dir") or env.get("data_dir")
+    if data_dir and (Path(data_dir) / "c360.toml").exists():
+        return Path(data_dir) / "c360.toml"
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            content = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise SettingsError(f"config file {str(path)!r} does not exist; fix C360_CONFIG") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
+    return dict(content.get("c360", content))
+
+
+def _build(values: dict[str, Any]) -> Settings:
+    fields = {field.name: field for field in dataclasses.fields(Settings)}
+    hints = get_type_hints(Settings)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {unknown}; known ones: {sorted(fields)}")
+    converted = {name: _convert(name, hints[name], value) for name, value in values.items()}
+    settings = Settings(**converted)
+    _check(settings)
+    return settings
+
+
+def _convert(name: str, hint: Any, value: Any) -> Any:
+    """Turn a string from the environment (or a TOML value) into the field's type."""
+    text = str(hint)
+    try:
+        if hint is Path:
+            return Path(value).expanduser().resolve()
+        if hint is int:
+            return int(value)
+        if hint is datetime:
+            parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if text.startswith("dict[str, str]"):
+            return _parse_mapping(value)
+        if text.startswith("tuple[str"):
+            return _parse_list(value)
+        if "None" in text:
+            return value or None
+        return value
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name!r} has an invalid value: {exc}") from exc
+
+
+def _parse_mapping(value: Any) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    pairs = [item.strip() for item in str(value).split(",") if item.strip()]
+    mapping = {}
+    for pair in pairs:
+        key, _, source = pair.partition(":")
+        mapping[key.strip()] = source.strip() or "default"
+    return mapping
+
+
+def _parse_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(str(item) for item in value)
+    return tuple(item.strip() for item in str(value).split(",") if item.strip())
+
+
+def _check(settings: Settings) -> None:
+    if not 1 <= settings.bus_partitions <= 256:
+        raise SettingsError("bus_partitions must be between 1 and 256 (C360_BUS_PARTITIONS)")
+    if not 1 <= settings.batch_size <= 10_000:
+        raise SettingsError("batch_size must be between 1 and 10000 (C360_BATCH_SIZE)")
+    if settings.log_format not in ("text", "json"):
+        raise SettingsError("log_format must be 'text' or 'json' (C360_LOG_FORMAT)")
+    for key in settings.write_keys:
+        if len(key) < 8:
+            raise SettingsError("each write key must be at least 8 characters (C360_WRITE_KEYS)")
+
+
+def _mask_password(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("//")[-1]:
+        return url
+    scheme_user, _, _password = head.rpartition(":")
+    return f"{scheme_user}:***@{tail}"

@@ -1,0 +1,60 @@
+"""Dramatiq actors for the stages. Import this module only after `dramatiq.set_broker()`:
+actors bind to the broker that is current when they are declared. `bind()` gives them their
+runtime. Payloads travel as text (JSON lines), since Dramatiq messages are JSON."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from c360.events.f1 import IngestContext, ParsedRequest, ingest
+from c360.events.model import encode
+from c360.adapters.bus import DLQ, RAW_EVENTS
+from c360.runtime import Runtime
+from c360.stages import f2_persist, f3_resolve, lake_sink
+
+_RUNTIME: Runtime | None = None
+
+#: Retries back off up to a minute; a batch still failing then goes to Dramatiq's dead letters.
+RETRIES = dict(max_retries=20, min_backoff=200, max_backoff=60_000)
+
+
+def bind(runtime: Runtime) -> None:
+    """Give the actors of this process their runtime."""
+    global _RUNTIME
+    _RUNTIME = runtime
+
+
+def _runtime() -> Runtime:
+    if _RUNTIME is None:
+        raise RuntimeError("c360.stages.actors.bind(runtime) was not called in this process")
+    return _RUNTIME
+
+
+@dramatiq.actor(queue_name="c360-f2", **RETRIES)
+def persist_events(payloads: list[str]) -> None:
+    """F2 over a batch of enriched events."""
+    f2_persist.persist(_runtime(), [p.encode() for p in payloads])
+
+
+@dramatiq.actor(queue_name="c360-f3", **RETRIES)
+def resolve_events(payloads: list[str]) -> None:
+    """F3 over a batch of (source, messageId) references."""
+    f3_resolve.resolve(_runtime(), [p.encode() for p in payloads])
+
+
+@dramatiq.actor(queue_name="c360-lake", **RETRIES)
+def sink_events(batch_name: str, payloads: list[str]) -> None:
+    """The lake sink over a batch of enriched events."""
+    lake_sink.sink(_runtime(), batch_name, [p.encode() for p in payloads])
+
+
+@dramatiq.actor(queue_name="c360-f1", **RETRIES)
+def ingest_events(source: str, received_at: str, events: list[str]) -> None:
+    """F1 for events from connectors (not HTTP): validate, enrich, publish like the gateway."""
+    from datetime import datetime
+
+    runtime = _runtime()
+    ctx = IngestContext(source=source, received_at=datetime.fromisoformat(received_at))
+    result = ingest(ParsedRequest(events=[e.encode() for e in events]), ctx, runtime.settings, runtime.hooks)
+    runtime.bus.publish(RAW_EVENTS, [(e.customer_key, encode(e)) for e in result.accepted])
+    runtime.bus.publish(DLQ, [(r.source, encode(r)) for r in result.rejected])

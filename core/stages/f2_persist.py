@@ -1,0 +1,83 @@
+"""F2: persist each event's key facts and identifiers, idempotent on (source, messageId).
+
+The first accepted copy of an event wins; a replay inserts nothing. Every event of the batch
+(new or already stored) is passed on to `c360-id-resolution`, so a crash between the insert
+and the publish loses nothing; F3 skips events it has already resolved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from c360.adapters.bus import ID_RESOLUTION
+from c360.events.model import Event, decode_event, encode
+from c360.events.money import order_value
+from c360.profiles import ORDER_EVENTS
+from c360.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_INSERT = """
+INSERT INTO events (source, message_id, type, event, customer_key, user_id, anonymous_id,
+                    event_time, received_at, revenue, identifiers, payload, warnings)
+SELECT s, m, t, e, k, u, a, et, ra, r, i::jsonb, p::jsonb, w::jsonb
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+            %s::text[], %s::timestamptz[], %s::timestamptz[], %s::numeric[], %s::text[],
+            %s::text[], %s::text[])
+     AS x(s, m, t, e, k, u, a, et, ra, r, i, p, w)
+ON CONFLICT (source, message_id) DO NOTHING
+"""
+
+
+def persist(runtime: Runtime, payloads: Sequence[bytes]) -> int:
+    """Store a batch of enriched events; returns how many were new."""
+    events = _first_copies([decode_event(payload) for payload in payloads])
+    columns = _columns(runtime, events)
+    with runtime.pool.connection() as conn:
+        inserted = conn.execute(_INSERT, columns).rowcount
+    runtime.bus.publish(
+        ID_RESOLUTION,
+        [(event.customer_key, encode([event.source, event.message_id])) for event in events],
+    )
+    log.debug("Persisted %d new of %d events.", inserted, len(events))
+    return inserted
+
+
+def _first_copies(events: list[Event]) -> list[Event]:
+    """Within a batch too, the first copy of a (source, messageId) wins."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for event in events:
+        if event.key not in seen:
+            seen.add(event.key)
+            kept.append(event)
+    return kept
+
+
+def _columns(runtime: Runtime, events: list[Event]) -> list[list]:
+    hook = runtime.hooks.c360_event_identifiers
+    columns: list[list] = [[] for _ in range(13)]
+    for event in events:
+        identifiers = [ident for found in hook(event=event, settings=runtime.settings) for ident in found]
+        revenue = None
+        if event.type == "track" and (event.event or "").strip().lower() in ORDER_EVENTS:
+            revenue, _warning = order_value(event.properties)
+        row = (
+            event.source,
+            event.message_id,
+            event.type,
+            event.event,
+            event.customer_key,
+            event.user_id,
+            event.anonymous_id,
+            event.timestamp,
+            event.received_at,
+            revenue,
+            encode(identifiers).decode(),
+            encode(event).decode(),
+            encode(event.warnings).decode(),
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns

@@ -1,0 +1,336 @@
+"""F3: resolve identity, update live aggregates, write profiles, refresh the cache.
+
+Each event is applied exactly once: it is marked resolved in the same transaction that changes
+its profile's aggregates, and events already resolved are skipped. Advisory locks on the
+batch's identifiers serialise competing resolutions of the same person across workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from c360.adapters.bus import UPDATED_PROFILES
+from c360.events.identifiers import TRUST, UNIQUE_PER_PROFILE
+from c360.identity import IdKey, Resolver
+from c360.profiles import EventFact, ProfileState, document
+from c360.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: A batch that loses a race (deadlock, a profile merged under it) is retried this often.
+MAX_ATTEMPTS = 8
+
+_JSON = msgspec.json.Encoder(decimal_format="number")
+
+
+class _Retry(Exception):
+    """The batch met a concurrent change and must run again."""
+
+
+def resolve(runtime: Runtime, payloads: Sequence[bytes]) -> int:
+    """Resolve a batch of (source, messageId) references; returns events newly resolved."""
+    keys = sorted({tuple(msgspec.json.decode(payload)) for payload in payloads})
+    resolved = 0
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with runtime.pool.connection() as conn:
+                with conn.transaction():
+                    resolved = _resolve_in_transaction(conn, keys)
+            break
+        except (_Retry, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            if attempt == MAX_ATTEMPTS:
+                raise
+            log.info("Identity batch met a concurrent change; retrying (attempt %d).", attempt)
+            time.sleep(0.05 * attempt)
+    refresh_profiles(runtime, keys)
+    return resolved
+
+
+def refresh_profiles(runtime: Runtime, keys: Sequence[tuple[str, str]]) -> None:
+    """Write the current documents of the batch's profiles to the cache and publish them."""
+    with runtime.pool.connection() as conn:
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT profile_id FROM events"
+                " WHERE (source, message_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+                " AND profile_id IS NOT NULL",
+                _key_columns(keys),
+            )
+        ]
+        documents = load_documents(conn, ids)
+    runtime.cache.put(documents)
+    runtime.bus.publish(
+        UPDATED_PROFILES, [(doc["profile_id"], _JSON.encode(doc)) for doc in documents]
+    )
+
+
+def load_documents(conn: psycopg.Connection, profile_ids: Iterable[Any]) -> list[dict[str, Any]]:
+    """Profile documents (with identifiers) for live profiles, following merges."""
+    ids = list(profile_ids)
+    if not ids:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT p.* FROM profiles p WHERE p.profile_id IN ("
+            " SELECT coalesce(merged_into, profile_id) FROM profiles WHERE profile_id = ANY(%s))",
+            (ids,),
+        ).fetchall()
+        idents = cur.execute(
+            "SELECT profile_id, id_type AS type, id_value AS value, raw_value AS raw,"
+            " first_seen, last_seen FROM identifiers WHERE profile_id = ANY(%s)"
+            " ORDER BY id_type, id_value",
+            ([row["profile_id"] for row in rows],),
+        ).fetchall()
+    by_profile: dict[Any, list[dict[str, Any]]] = {}
+    for ident in idents:
+        by_profile.setdefault(ident.pop("profile_id"), []).append(ident)
+    return [document(row, by_profile.get(row["profile_id"], [])) for row in rows]
+
+
+def _resolve_in_transaction(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> int:
+    facts = _load_unresolved(conn, keys)
+    if not facts:
+        return 0
+    identifiers = sorted({(kind, value) for fact in facts for kind, value, _raw in fact.identifiers})
+    _lock_identifiers(conn, identifiers)
+    owners = _owners(conn, identifiers)
+    profiles = _lock_profiles(conn, set(owners.values()))
+
+    resolver = Resolver(owners, profiles)
+    for fact in facts:
+        resolver.resolve(fact)
+
+    _write(conn, resolver)
+    return len(facts)
+
+
+def _load_unresolved(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> list[EventFact]:
+    rows = conn.execute(
+        "SELECT source, message_id, type, event, event_time, received_at, revenue, identifiers,"
+        " CASE WHEN type = 'identify' THEN payload->'traits' ELSE payload->'context'->'traits' END"
+        " FROM events"
+        " WHERE (source, message_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+        " AND profile_id IS NULL"
+        " ORDER BY event_time, received_at, message_id"
+        " FOR UPDATE SKIP LOCKED",
+        _key_columns(keys),
+    ).fetchall()
+    return [
+        EventFact(
+            source=row[0],
+            message_id=row[1],
+            type=row[2],
+            event=row[3],
+            event_time=row[4],
+            received_at=row[5],
+            revenue=row[6],
+            identifiers=row[7],
+            traits=row[8] if isinstance(row[8], dict) else None,
+        )
+        for row in rows
+    ]
+
+
+def _lock_identifiers(conn: psycopg.Connection, identifiers: list[IdKey]) -> None:
+    texts = [f"{kind}:{value}" for kind, value in identifiers]
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(h) FROM"
+        " (SELECT DISTINCT hashtextextended(x, 360) AS h FROM unnest(%s::text[]) x ORDER BY h) s",
+        (texts,),
+    )
+
+
+def _owners(conn: psycopg.Connection, identifiers: list[IdKey]) -> dict[IdKey, uuid.UUID]:
+    rows = conn.execute(
+        "SELECT id_type, id_value, profile_id FROM identifiers"
+        " WHERE (id_type, id_value) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        ([kind for kind, _ in identifiers], [value for _, value in identifiers]),
+    ).fetchall()
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+def _lock_profiles(
+    conn: psycopg.Connection, profile_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, ProfileState]:
+    if not profile_ids:
+        return {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT * FROM profiles WHERE profile_id = ANY(%s) ORDER BY profile_id FOR UPDATE",
+            (sorted(profile_ids),),
+        ).fetchall()
+        strong = cur.execute(
+            "SELECT profile_id, id_type, id_value FROM identifiers"
+            " WHERE profile_id = ANY(%s) AND trust = 2",
+            (sorted(profile_ids),),
+        ).fetchall()
+    if len(rows) != len(profile_ids) or any(row["merged_into"] for row in rows):
+        raise _Retry()
+    states = {row["profile_id"]: _state(row) for row in rows}
+    for ident in strong:
+        state = states[ident["profile_id"]]
+        state.has_strong_id = True
+        if ident["id_type"] in UNIQUE_PER_PROFILE:
+            state.unique_ids.setdefault(ident["id_type"], ident["id_value"])
+    return states
+
+
+def _state(row: dict[str, Any]) -> ProfileState:
+    return ProfileState(
+        profile_id=row["profile_id"],
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        event_count=row["event_count"],
+        events_by_type=dict(row["events_by_type"]),
+        order_count=row["order_count"],
+        revenue=Decimal(row["revenue"]),
+        first_order_at=row["first_order_at"],
+        last_order_at=row["last_order_at"],
+        traits=dict(row["traits"]),
+        trait_times=dict(row["trait_times"]),
+        attributes=dict(row["attributes"]),
+    )
+
+
+_UPSERT_PROFILE = """
+INSERT INTO profiles (profile_id, updated_at, first_seen, last_seen, event_count, events_by_type,
+                      order_count, revenue, first_order_at, last_order_at, traits, trait_times,
+                      attributes)
+VALUES (%s, clock_timestamp(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (profile_id) DO UPDATE SET
+    updated_at = EXCLUDED.updated_at, first_seen = EXCLUDED.first_seen,
+    last_seen = EXCLUDED.last_seen, event_count = EXCLUDED.event_count,
+    events_by_type = EXCLUDED.events_by_type, order_count = EXCLUDED.order_count,
+    revenue = EXCLUDED.revenue, first_order_at = EXCLUDED.first_order_at,
+    last_order_at = EXCLUDED.last_order_at, traits = EXCLUDED.traits,
+    trait_times = EXCLUDED.trait_times, attributes = EXCLUDED.attributes
+"""
+
+_UPSERT_IDENTIFIER = """
+INSERT INTO identifiers (id_type, id_value, raw_value, trust, profile_id, first_seen, last_seen)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id_type, id_value) DO UPDATE SET
+    first_seen = LEAST(identifiers.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(identifiers.last_seen, EXCLUDED.last_seen)
+"""
+
+
+def _write(conn: psycopg.Connection, resolver: Resolver) -> None:
+    merged_away = set(resolver.redirects)
+    live = [state for pid, state in resolver.profiles.items() if pid not in merged_away]
+    with conn.cursor() as cur:
+        cur.executemany(_UPSERT_PROFILE, [_profile_row(state) for state in live])
+        _write_merges(cur, resolver)
+        cur.executemany(_UPSERT_IDENTIFIER, _identifier_rows(resolver))
+        cur.execute(
+            "UPDATE events SET profile_id = x.p, resolved_at = clock_timestamp()"
+            " FROM unnest(%s::text[], %s::text[], %s::uuid[]) AS x(s, m, p)"
+            " WHERE events.source = x.s AND events.message_id = x.m",
+            _assignment_columns(resolver),
+        )
+        if resolver.conflicts:
+            cur.executemany(
+                "INSERT INTO identity_conflicts (profile_id, other_id, id_type, id_value, reason,"
+                " source, message_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        resolver.current(c.profile),
+                        resolver.current(c.other),
+                        c.identifier[0],
+                        c.identifier[1],
+                        c.reason,
+                        c.fact.source,
+                        c.fact.message_id,
+                    )
+                    for c in resolver.conflicts
+                ],
+            )
+
+
+def _write_merges(cur: psycopg.Cursor, resolver: Resolver) -> None:
+    for merge in resolver.merges:
+        surviving = resolver.current(merge.surviving)
+        merged_state = resolver.profiles[merge.merged]
+        if merged_state.is_new:  # created and merged within this batch: insert it first
+            cur.execute(_UPSERT_PROFILE, _profile_row(merged_state))
+        cur.execute(
+            "UPDATE profiles SET merged_into = %s, updated_at = clock_timestamp()"
+            " WHERE profile_id = %s OR merged_into = %s",
+            (surviving, merge.merged, merge.merged),
+        )
+        cur.execute(
+            "UPDATE identifiers SET profile_id = %s WHERE profile_id = %s", (surviving, merge.merged)
+        )
+        cur.execute("UPDATE events SET profile_id = %s WHERE profile_id = %s", (surviving, merge.merged))
+        cur.execute(
+            "INSERT INTO merges (surviving_id, merged_id, rule, evidence, source, message_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (
+                surviving,
+                merge.merged,
+                merge.rule,
+                Jsonb(merge.evidence),
+                merge.fact.source,
+                merge.fact.message_id,
+            ),
+        )
+
+
+def _profile_row(state: ProfileState) -> tuple:
+    return (
+        state.profile_id,
+        state.first_seen,
+        state.last_seen,
+        state.event_count,
+        Jsonb(state.events_by_type),
+        state.order_count,
+        state.revenue,
+        state.first_order_at,
+        state.last_order_at,
+        Jsonb(state.traits, dumps=_dumps),
+        Jsonb(state.trait_times),
+        Jsonb(state.attributes, dumps=_dumps),
+    )
+
+
+def _identifier_rows(resolver: Resolver) -> list[tuple]:
+    rows = {}
+    for link in resolver.links:
+        kind, value = link.identifier
+        key = (kind, value)
+        seen = link.fact.event_time
+        if key in rows:
+            first, last = rows[key][5], rows[key][6]
+            rows[key] = (*rows[key][:5], min(first, seen), max(last, seen))
+        else:
+            profile = resolver.current(link.profile)
+            rows[key] = (kind, value, link.raw, TRUST.get(kind, 1), profile, seen, seen)
+    return [rows[key] for key in sorted(rows)]
+
+
+def _assignment_columns(resolver: Resolver) -> tuple[list, list, list]:
+    sources, ids, profiles = [], [], []
+    for (source, message_id), profile in resolver.assignments.items():
+        sources.append(source)
+        ids.append(message_id)
+        profiles.append(resolver.current(profile))
+    return sources, ids, profiles
+
+
+def _key_columns(keys: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    return [key[0] for key in keys], [key[1] for key in keys]
+
+
+def _dumps(value: Any) -> str:
+    return _JSON.encode(value).decode()

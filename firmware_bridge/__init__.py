@@ -1,0 +1,1 @@
+"""The MQTT gateway for IoT devices; arrives with a later issue."""

@@ -1,0 +1,1 @@
+"""Admin and dashboard templates and static assets (HTMX); pages arrive with issue 6."""
