@@ -6,13 +6,13 @@ import argparse
 import json
 
 import msgspec
-import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from c360.appliance import logs
 from c360.errors import C360Error, SettingsError
 from c360.settings import Settings, load_settings
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"c360: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    _configure_logging(settings, quiet=getattr(args, "json", False))
+    logs.configure(settings, quiet=getattr(args, "json", False))
     try:
         return int(args.func(settings, args) or EXIT_OK)
     except SettingsError as exc:
@@ -123,6 +123,11 @@ def _trial(settings: Settings, args: argparse.Namespace) -> int:
 def _up(settings: Settings, args: argparse.Namespace) -> int:
     from c360.appliance.stack import Stack
 
+    if not settings.write_keys:
+        raise SettingsError(
+            "no write key is configured, so no source could send events: set C360_WRITE_KEYS "
+            "to 'key:source[,key:source...]' (keys of at least 8 characters)"
+        )
     stack = Stack(settings, workers=args.workers)
     stack.start()
     print(f"c360 is serving on {stack.url} (Ctrl-C to stop)")
@@ -225,16 +230,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
         )
     print("\n".join(lines))
 
-
-def _configure_logging(settings: Settings, quiet: bool) -> None:
-    level = getattr(logging, settings.log_level.upper(), logging.INFO)
-    if quiet:
-        level = max(level, logging.WARNING)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 if __name__ == "__main__":

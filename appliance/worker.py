@@ -24,6 +24,10 @@ HEARTBEAT_TIMEOUT_MS = 15_000
 MAINTENANCE_CHANCE = MAINTENANCE_SCALE // 50
 
 
+#: On shutdown, in-flight actor messages get this long; unfinished ones are re-delivered later.
+STOP_TIMEOUT_MS = 10_000
+
+
 def make_broker(settings: Settings) -> RedisBroker:
     """The Dramatiq broker on the same Valkey as the bus."""
     return RedisBroker(
@@ -69,6 +73,6 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
     stop.wait()
     for thread in threads:
         thread.join(5)
-    worker.stop()
+    worker.stop(timeout=STOP_TIMEOUT_MS)
     runtime.close()
     log.info("Worker %d stopped.", index)
