@@ -11,6 +11,7 @@ import dramatiq
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 
 from c360.adapters.bus import ID_RESOLUTION, RAW_EVENTS
+from c360.appliance import dead_letters
 from c360.runtime import Runtime
 from c360.settings import Settings
 from c360.stages.pump import Pump
@@ -24,17 +25,22 @@ HEARTBEAT_TIMEOUT_MS = 15_000
 MAINTENANCE_CHANCE = MAINTENANCE_SCALE // 50
 
 
+#: Dramatiq queues of the stage actors (see c360.stages.actors).
+QUEUE_F1, QUEUE_F2, QUEUE_F3, QUEUE_LAKE = "c360-f1", "c360-f2", "c360-f3", "c360-lake"
+
 #: On shutdown, in-flight actor messages get this long; unfinished ones are re-delivered later.
 STOP_TIMEOUT_MS = 10_000
 
 
 def make_broker(settings: Settings) -> RedisBroker:
     """The Dramatiq broker on the same Valkey as the bus."""
-    return RedisBroker(
+    broker = RedisBroker(
         url=settings.valkey_url,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
         maintenance_chance=MAINTENANCE_CHANCE,
     )
+    broker.add_middleware(dead_letters.FailureReasons(broker.client))
+    return broker
 
 
 def run_worker(settings: Settings, index: int, stop: threading.Event | None = None) -> None:
@@ -57,16 +63,24 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
 
     pumps = [
         Pump(runtime.bus, RAW_EVENTS, "f2", f"f2-{index}",
-             lambda name, p: actors.persist_events.send(p), depth("c360-f2"),
+             lambda name, p: actors.persist_events.send(p), depth(QUEUE_F2),
              settings.batch_size, stop),
         Pump(runtime.bus, RAW_EVENTS, "lake", f"lake-{index}",
-             lambda name, p: actors.sink_events.send(name, p), depth("c360-lake"),
+             lambda name, p: actors.sink_events.send(name, p), depth(QUEUE_LAKE),
              settings.batch_size * 4, stop),
         Pump(runtime.bus, ID_RESOLUTION, "f3", f"f3-{index}",
-             lambda name, p: actors.resolve_events.send(p), depth("c360-f3"),
+             lambda name, p: actors.resolve_events.send(p), depth(QUEUE_F3),
              settings.batch_size, stop),
     ]
     threads = [threading.Thread(target=p.run, name=f"pump-{p.group}", daemon=True) for p in pumps]
+    threads.append(
+        threading.Thread(
+            target=dead_letters.run,
+            args=(broker.client, runtime.bus, [QUEUE_F2, QUEUE_F3, QUEUE_LAKE, QUEUE_F1], stop),
+            name="dead-letters",
+            daemon=True,
+        )
+    )
     for thread in threads:
         thread.start()
     log.info("Worker %d running with %d threads.", index, settings.worker_threads)
