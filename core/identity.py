@@ -23,6 +23,8 @@ from c360.profiles import EventFact, ProfileState, apply_event, merge_into, new_
 
 IdKey = tuple[str, str]
 
+_UNIQUE_CLASH = "different unique identifiers (userId / CRM id)"
+
 
 @dataclasses.dataclass(slots=True)
 class Merge:
@@ -72,7 +74,9 @@ class Resolver:
         """Attach one event to its profile (creating or merging as the rules say)."""
         identifiers = sorted(fact.identifiers, key=lambda item: _rank(item[0]))
         event_unique = {kind: value for kind, value, _raw in identifiers if kind in UNIQUE_PER_PROFILE}
+        event_known = any(TRUST.get(kind) == STRONG for kind, _value, _raw in identifiers)
         target: ProfileState | None = None
+        skipped: list[tuple[IdKey, uuid.UUID]] = []
 
         for kind, value, _raw in identifiers:
             owner_id = self.owners.get((kind, value))
@@ -82,13 +86,17 @@ class Resolver:
             if target is None:
                 if _compatible(event_unique, owner.unique_ids):
                     target = owner
+                else:
+                    skipped.append(((kind, value), owner.profile_id))
                 continue
             if owner.profile_id != target.profile_id:
-                self._try_merge(target, owner, (kind, value), fact, event_unique)
+                self._try_merge(target, owner, (kind, value), fact, event_unique, event_known)
 
         if target is None:
             target = new_profile()
             self.profiles[target.profile_id] = target
+        for via, other in skipped:
+            self.conflicts.append(Conflict(target.profile_id, other, via, _UNIQUE_CLASH, fact))
 
         self._link_unowned(target, identifiers, fact)
         apply_event(target, fact)
@@ -108,8 +116,9 @@ class Resolver:
         via: IdKey,
         fact: EventFact,
         event_unique: dict[str, str],
+        event_known: bool,
     ) -> None:
-        reason = _refusal(target, owner, via, event_unique)
+        reason = _refusal(target, owner, via, event_unique, event_known)
         if reason:
             self.conflicts.append(Conflict(target.profile_id, owner.profile_id, via, reason, fact))
             return
@@ -146,12 +155,22 @@ class Resolver:
 
 
 def _refusal(
-    target: ProfileState, owner: ProfileState, via: IdKey, event_unique: dict[str, str]
+    target: ProfileState,
+    owner: ProfileState,
+    via: IdKey,
+    event_unique: dict[str, str],
+    event_known: bool,
 ) -> str | None:
-    combined = {**owner.unique_ids, **event_unique}
-    if not _compatible(target.unique_ids, combined):
-        return "different unique identifiers (userId / CRM id)"
-    if TRUST.get(via[0]) != STRONG and target.has_strong_id and owner.has_strong_id:
+    # The owner must agree with the target and with the event: the event's userId does not
+    # stand in for the owner's, or a shared email would merge two different userIds.
+    if not (
+        _compatible(target.unique_ids, owner.unique_ids)
+        and _compatible(event_unique, owner.unique_ids)
+    ):
+        return _UNIQUE_CLASH
+    # An event carrying a strong identifier is a known customer even before it is linked.
+    target_known = target.has_strong_id or event_known
+    if TRUST.get(via[0]) != STRONG and target_known and owner.has_strong_id:
         return f"{via[0]} is too weak to merge two known customers"
     return None
 

@@ -34,11 +34,16 @@ def make_plugin_manager(
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     for name in builtins:
-        manager.register(importlib.import_module(name), name=name)
+        _register(manager, importlib.import_module(name), name)
     if entry_points:
-        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        try:
+            manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(
+                f"an installed `c360` plugin does not match the hook specs: {exc}"
+            ) from exc
     for plugin in extra:
-        manager.register(plugin)
+        _register(manager, plugin, None)
     check(manager)
     return manager
 
@@ -58,6 +63,17 @@ def check(manager: pluggy.PluginManager) -> None:
 def default_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, built on first use."""
     return make_plugin_manager()
+
+
+def _register(manager: pluggy.PluginManager, plugin: object, name: str | None) -> None:
+    """Register one plugin; a hook whose arguments do not match its spec is a PluginError."""
+    try:
+        manager.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(
+            f"plugin {name or plugin!r} does not match c360's hook specs: {exc}. "
+            "A hook implementation may take only arguments its hook spec declares."
+        ) from exc
 
 
 def _hook_names() -> list[str]:

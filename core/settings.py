@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import phonenumbers
 import platformdirs
 
 from c360.errors import SettingsError
@@ -223,6 +224,13 @@ def _parse_list(value: Any) -> tuple[str, ...]:
 
 
 def _check(settings: Settings) -> None:
+    if not 1 <= settings.port <= 65_535:
+        raise SettingsError("port must be between 1 and 65535 (C360_PORT)")
+    if settings.default_region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(
+            f"default_region must be an upper-case ISO 3166 region such as 'VN' or 'US'; got "
+            f"{settings.default_region!r} (C360_DEFAULT_REGION)"
+        )
     if not 1 <= settings.bus_partitions <= 256:
         raise SettingsError("bus_partitions must be between 1 and 256 (C360_BUS_PARTITIONS)")
     if not 1 <= settings.batch_size <= 10_000:

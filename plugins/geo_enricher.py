@@ -21,7 +21,7 @@ def c360_enrich_event(event: Event, client_ip: str | None, settings: Settings) -
         return
     geo = lookup(ip)
     if geo:
-        event.context["geo"] = geo
+        event.context["geo"] = dict(geo)  # a copy: the cached dict is shared by every lookup
 
 
 @lru_cache(maxsize=65_536)
@@ -36,9 +36,16 @@ def lookup(ip: str) -> dict[str, Any] | None:
     if not result.country_code or result.country_code == "--":
         return None
     geo: dict[str, Any] = {"country": result.country_code, "countryName": result.country_name}
-    if getattr(result, "city", ""):
-        geo["city"] = result.city
+    city = _city_name(getattr(result, "city", None))
+    if city:
+        geo["city"] = city
     return geo
+
+
+def _city_name(city: Any) -> str | None:
+    """geoip2fast gives a `CityDetail` object (empty with the country-only data), not text."""
+    name = getattr(city, "name", city)
+    return name if isinstance(name, str) and name else None
 
 
 @lru_cache(maxsize=1)

@@ -37,6 +37,10 @@ def c360_event_identifiers(event: Event, settings: Settings) -> list[Identifier]
 
     add("user_id", event.user_id, normalise_id(event.user_id))
     add("anonymous_id", event.anonymous_id, normalise_id(event.anonymous_id))
+    if event.type == "alias":
+        # alias ties an earlier id to the userId; as a weak identifier it joins an anonymous
+        # history to the user but never merges two known customers
+        add("anonymous_id", event.previous_id, normalise_id(event.previous_id))
     device = event.context.get("device")
     if isinstance(device, dict) and device.get("id") is not None:
         add("anonymous_id", device["id"], normalise_id(device["id"]))

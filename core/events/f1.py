@@ -7,6 +7,7 @@ into an `Event` or a `Rejection` bound for the dead-letter topic.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ from c360.events.model import (
 from c360.events.money import order_value
 from c360.events.timestamps import event_time
 from c360.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 
@@ -115,7 +118,7 @@ def validate_and_enrich(
         event = _validate(raw, ctx, settings)
     except InputError as exc:
         return _reject(raw, ctx, exc.code, exc.message)
-    hooks.c360_enrich_event(event=event, client_ip=ctx.client_ip, settings=settings)
+    _enrich(event, ctx.client_ip, settings, hooks)
     return event
 
 
@@ -212,7 +215,7 @@ def _validate(raw: bytes, ctx: IngestContext, settings: Settings) -> Event:
         sent_at=when.sent_at,
         user_id=user_id,
         anonymous_id=anonymous_id,
-        event=_text_or_none(data.get("event")),
+        event=normalise_id(data.get("event")),
         name=_text_or_none(data.get("name")),
         previous_id=normalise_id(data.get("previousId")),
         group_id=normalise_id(data.get("groupId")),
@@ -298,6 +301,26 @@ def _required_for_type(data: dict[str, Any], event_type: str) -> None:
     if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
         return
     raise InputError(f"missing_{needs}", f"a {event_type} event needs a non-empty `{needs}`")
+
+
+def _enrich(
+    event: Event, client_ip: str | None, settings: Settings, hooks: pluggy.HookRelay
+) -> None:
+    """Run each enricher on its own, in pluggy's order: one that fails is logged and skipped,
+    so a plugin bug costs an enrichment, never the event (wrappers are not run here)."""
+    given = {"event": event, "client_ip": client_ip, "settings": settings}
+    for impl in reversed(hooks.c360_enrich_event.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        try:
+            impl.function(*(given[name] for name in impl.argnames))
+        except Exception:  # any plugin bug: the event is still good without this enrichment
+            log.exception(
+                "Enricher %r failed on event %r; the event goes on without it.",
+                impl.plugin_name,
+                event.message_id,
+            )
+            event.warnings.append(f"enricher {impl.plugin_name!r} failed; its facts are missing")
 
 
 def _reject(raw: bytes, ctx: IngestContext, code: str, reason: str) -> Rejection:

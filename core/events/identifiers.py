@@ -72,10 +72,11 @@ def normalise_phone(value: object, region: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        number = phonenumbers.parse(value, region)
+        number = phonenumbers.parse(value, region.upper())
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    # Valid, not merely possible: "0000000000" has a possible length but is nobody's number.
+    if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

@@ -8,24 +8,20 @@ from typing import Any
 
 _NUMERIC = re.compile(r"^-?\d+(\.\d+)?$")
 
+#: No real order is worth 10**15 in any currency (VND included); larger is a client bug such as
+#: JSON's 1e400 (finite as Decimal, infinite as a float) and would swamp every total.
+MAX_AMOUNT = Decimal(10) ** 15
+
 #: Segment's ecommerce spec puts an order's value in `revenue`, else `total`.
 MONEY_FIELDS = ("revenue", "total")
 
 
 def read_money(value: Any) -> Decimal | None:
     """The amount as Decimal, or None when `value` is not a plain number."""
-    if isinstance(value, bool):
+    amount = _as_decimal(value)
+    if amount is None or not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
         return None
-    if isinstance(value, Decimal):
-        return value if value.is_finite() else None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, str) and _NUMERIC.match(value.strip()):
-        try:
-            return Decimal(value.strip())
-        except InvalidOperation:
-            return None
-    return None
+    return amount
 
 
 def order_value(properties: dict[str, Any]) -> tuple[Decimal | None, str | None]:
@@ -37,3 +33,20 @@ def order_value(properties: dict[str, Any]) -> tuple[Decimal | None, str | None]
                 return None, f"properties.{field} is not a number; left out of totals"
             return amount, None
     return None, None
+
+
+def _as_decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))  # the shortest text that reads back as this float
+    if isinstance(value, str) and _NUMERIC.match(value.strip()):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    return None

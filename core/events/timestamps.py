@@ -37,7 +37,10 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset leaves the calendar in UTC
+        return None
 
 
 def event_time(
@@ -63,11 +66,23 @@ def event_time(
     if original is None:
         return EventTime(received_at, None, sent_at, tuple(warnings))
 
-    corrected = original + (received_at - sent_at) if sent_at else original
-    if plausible(corrected):
+    corrected = _corrected(original, sent_at, received_at)
+    if corrected is not None and plausible(corrected):
         return EventTime(corrected, original, sent_at, tuple(warnings))
     if plausible(original):
         warnings.append("skew-corrected time is implausible; timestamp kept as sent")
         return EventTime(original, original, sent_at, tuple(warnings))
     warnings.append("timestamp is implausible; receivedAt used")
     return EventTime(received_at, original, sent_at, tuple(warnings))
+
+
+def _corrected(
+    original: datetime, sent_at: datetime | None, received_at: datetime
+) -> datetime | None:
+    """The skew-corrected time; None when the correction leaves the calendar (years 1-9999)."""
+    if sent_at is None:
+        return original
+    try:
+        return original + (received_at - sent_at)
+    except OverflowError:
+        return None

@@ -1,0 +1,212 @@
+"""Settings: arguments, then C360_* environment, then a TOML file, then defaults; a bad value is
+a SettingsError that names the setting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from c360.errors import C360Error, SettingsError
+from c360.settings import Settings, load_settings
+
+
+def _toml(folder: Path, text: str, name: str = "c360.toml") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_apply_when_nothing_is_given():
+    settings = load_settings({}, environ={})
+
+    assert settings.port == 8360
+    assert settings.bus_partitions == 4
+    assert settings.default_region == "VN"
+    assert settings.postgres_dsn is None
+    assert settings.write_keys == {}
+
+
+def test_an_argument_beats_the_environment_and_the_file(tmp_path):
+    config = _toml(tmp_path, "port = 1111\n")
+
+    settings = load_settings({"port": 3333}, environ={"C360_PORT": "2222"}, config_file=config)
+
+    assert settings.port == 3333
+
+
+def test_the_environment_beats_the_file(tmp_path):
+    config = _toml(tmp_path, "port = 1111\nbatch_size = 50\n")
+
+    settings = load_settings({}, environ={"C360_PORT": "2222"}, config_file=config)
+
+    assert settings.port == 2222
+    assert settings.batch_size == 50
+
+
+def test_the_file_beats_the_defaults(tmp_path):
+    config = _toml(tmp_path, '[c360]\nport = 1111\nlog_format = "json"\n')
+
+    settings = load_settings({}, environ={}, config_file=config)
+
+    assert settings.port == 1111
+    assert settings.log_format == "json"
+
+
+def test_an_argument_given_as_none_counts_as_not_given():
+    settings = load_settings({"port": None}, environ={"C360_PORT": "2222"})
+
+    assert settings.port == 2222
+
+
+def test_c360_config_in_the_environment_names_the_file(tmp_path):
+    config = _toml(tmp_path, "port = 1111\n", name="elsewhere.toml")
+
+    settings = load_settings({}, environ={"C360_CONFIG": str(config)})
+
+    assert settings.port == 1111
+
+
+def test_a_c360_toml_in_the_data_folder_is_read(tmp_path):
+    _toml(tmp_path, "bus_partitions = 8\n")
+
+    settings = load_settings({"data_dir": tmp_path}, environ={})
+
+    assert settings.bus_partitions == 8
+    assert settings.data_dir == tmp_path.resolve()
+
+
+def test_environment_names_other_than_settings_are_ignored():
+    settings = load_settings({}, environ={"C360_NOT_A_SETTING": "x", "PORT": "1", "c360_port": "1"})
+
+    assert settings.port == 8360
+
+
+def test_write_keys_are_read_from_the_environment_as_key_source_pairs():
+    settings = load_settings({}, environ={"C360_WRITE_KEYS": "key-web-1:web, key-ios-1:ios"})
+
+    assert settings.write_keys == {"key-web-1": "web", "key-ios-1": "ios"}
+
+
+def test_placeholders_and_tokens_are_read_from_the_environment_as_lists():
+    environ = {"C360_PLACEHOLDER_IDENTIFIERS": "nobody, N/A", "C360_API_TOKENS": "t1,t2"}
+
+    settings = load_settings({}, environ=environ)
+
+    assert settings.placeholder_identifiers == ("nobody", "N/A")
+    assert settings.placeholder_set == frozenset({"nobody", "n/a"})
+    assert settings.api_tokens == ("t1", "t2")
+
+
+def test_an_empty_dsn_in_the_environment_means_the_embedded_engine():
+    assert load_settings({}, environ={"C360_POSTGRES_DSN": ""}).postgres_dsn is None
+
+
+def test_the_earliest_event_time_is_read_as_utc():
+    settings = load_settings({}, environ={"C360_EARLIEST_EVENT_TIME": "2000-01-01T00:00:00"})
+
+    assert settings.earliest_event_time == datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def test_a_port_that_is_not_a_number_is_refused_naming_the_setting():
+    with pytest.raises(SettingsError, match="port"):
+        load_settings({}, environ={"C360_PORT": "eighty"})
+
+
+@pytest.mark.parametrize("port", ["0", "-1", "65536", "100000"])
+def test_a_port_outside_the_tcp_range_is_refused_naming_the_setting(port):
+    with pytest.raises(SettingsError, match="port"):
+        load_settings({}, environ={"C360_PORT": port})
+
+
+def test_an_unknown_setting_in_the_file_is_refused_naming_it(tmp_path):
+    config = _toml(tmp_path, "prot = 1\n")
+
+    with pytest.raises(SettingsError, match="prot"):
+        load_settings({}, environ={}, config_file=config)
+
+
+def test_an_unknown_argument_is_refused_naming_it():
+    with pytest.raises(SettingsError, match="colour"):
+        load_settings({"colour": "blue"}, environ={})
+
+
+@pytest.mark.parametrize("value", ["0", "257"])
+def test_bus_partitions_out_of_range_are_refused_naming_the_setting(value):
+    with pytest.raises(SettingsError, match="bus_partitions"):
+        load_settings({}, environ={"C360_BUS_PARTITIONS": value})
+
+
+def test_a_batch_size_out_of_range_is_refused_naming_the_setting():
+    with pytest.raises(SettingsError, match="batch_size"):
+        load_settings({"batch_size": 0}, environ={})
+
+
+def test_an_unknown_log_format_is_refused_naming_the_setting():
+    with pytest.raises(SettingsError, match="log_format"):
+        load_settings({}, environ={"C360_LOG_FORMAT": "xml"})
+
+
+def test_a_short_write_key_is_refused_naming_the_setting():
+    with pytest.raises(SettingsError, match="C360_WRITE_KEYS"):
+        load_settings({}, environ={"C360_WRITE_KEYS": "short:web"})
+
+
+@pytest.mark.parametrize("region", ["Vietnam", "XX", "vn", ""])
+def test_a_region_phone_numbers_cannot_be_read_in_is_refused_naming_the_setting(region):
+    with pytest.raises(SettingsError, match="default_region"):
+        load_settings({"default_region": region}, environ={})
+
+
+def test_a_bad_earliest_event_time_is_refused_naming_the_setting():
+    with pytest.raises(SettingsError, match="earliest_event_time"):
+        load_settings({}, environ={"C360_EARLIEST_EVENT_TIME": "long ago"})
+
+
+def test_a_missing_config_file_is_refused_naming_it(tmp_path):
+    missing = tmp_path / "missing.toml"
+
+    with pytest.raises(SettingsError, match="missing.toml"):
+        load_settings({}, environ={"C360_CONFIG": str(missing)})
+
+
+def test_a_config_file_that_is_not_toml_is_refused(tmp_path):
+    config = _toml(tmp_path, "port = = 1\n")
+
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings({}, environ={}, config_file=config)
+
+
+def test_a_settings_error_is_a_c360_error():
+    assert issubclass(SettingsError, C360Error)
+
+
+def test_redacted_settings_mask_secrets_and_passwords():
+    settings = load_settings(
+        {
+            "write_keys": {"key-web-1": "web"},
+            "api_tokens": ("secret-token",),
+            "postgres_dsn": "postgresql://c360:hunter2@db:5432/c360",
+            "valkey_url": "redis://:pa55@cache:6379/0",
+        },
+        environ={},
+    )
+
+    shown = settings.redacted()
+
+    assert shown["write_keys"] == "***"
+    assert shown["api_tokens"] == "***"
+    assert shown["postgres_dsn"] == "postgresql://c360:***@db:5432/c360"
+    assert "pa55" not in shown["valkey_url"]
+    assert "hunter2" not in repr(shown)
+
+
+def test_every_setting_is_documented():
+    import dataclasses
+
+    undocumented = [
+        field.name for field in dataclasses.fields(Settings) if not field.metadata.get("doc")
+    ]
+
+    assert undocumented == []
