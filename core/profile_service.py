@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -9,9 +10,12 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from c360.errors import AdapterError
 from c360.events.identifiers import normalise_email, normalise_id, normalise_phone
 from c360.runtime import Runtime
 from c360.stages.f3_resolve import load_documents
+
+log = logging.getLogger(__name__)
 
 #: Bare ids are tried as these identifier types, in order.
 LOOKUP_ORDER = ("user_id", "email", "phone", "anonymous_id", "crm_id")
@@ -103,8 +107,12 @@ def _normalise(kind: str, value: str, region: str) -> str | None:
 
 
 def _from_cache(runtime: Runtime, id_type: str, value: str) -> dict[str, Any] | None:
-    profile_id = value if id_type == "profile_id" else runtime.cache.lookup(id_type, value)
-    return runtime.cache.get(profile_id) if profile_id else None
+    try:
+        profile_id = value if id_type == "profile_id" else runtime.cache.lookup(id_type, value)
+        return runtime.cache.get(profile_id) if profile_id else None
+    except AdapterError as exc:  # the cache only speeds reads up: PostgreSQL still answers
+        log.warning("Profile cache unavailable; reading PostgreSQL: %s", exc)
+        return None
 
 
 def _from_store(runtime: Runtime, id_type: str, value: str) -> dict[str, Any] | None:
@@ -119,6 +127,9 @@ def _from_store(runtime: Runtime, id_type: str, value: str) -> dict[str, Any] | 
             ids = [row[0]] if row else []
         documents = load_documents(conn, ids)
     if documents:
-        runtime.cache.put(documents)
+        try:
+            runtime.cache.put(documents)
+        except AdapterError as exc:
+            log.warning("Profile cache unavailable; profile %r not cached: %s", value, exc)
         return documents[0]
     return None

@@ -79,3 +79,14 @@ def _clean(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.valkey_url)
     client.flushall()
     client.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[object]:
+    """A Litestar test client on the gateway and F5 API, over the clean engines of `runtime`."""
+    from litestar.testing import TestClient
+
+    from c360.api.app import create_app
+
+    with TestClient(app=create_app(runtime.settings)) as test_client:
+        yield test_client

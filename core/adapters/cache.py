@@ -17,3 +17,6 @@ class ProfileCache(Protocol):
 
     def lookup(self, id_type: str, id_value: str) -> str | None:
         """The profile id an identifier belongs to, if cached."""
+
+    def forget(self, profile_ids: Sequence[str]) -> None:
+        """Drop documents of profiles that no longer stand alone (merged into another)."""

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 import redis
+
+from c360.errors import AdapterError
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 
@@ -23,7 +26,7 @@ class ValkeyProfileCache:
         """Write documents and identifier index entries in one round trip."""
         if not documents:
             return
-        with self._client.pipeline(transaction=False) as pipe:
+        with _translated("writing profiles"), self._client.pipeline(transaction=False) as pipe:
             for doc in documents:
                 profile_id = doc["profile_id"]
                 pipe.set(f"c360:profile:{profile_id}", _ENCODER.encode(doc), ex=self._ttl)
@@ -35,10 +38,26 @@ class ValkeyProfileCache:
 
     def get(self, profile_id: str) -> dict[str, Any] | None:
         """The cached document, or None when absent or expired."""
-        raw = self._client.get(f"c360:profile:{profile_id}")
+        with _translated("reading a profile"):
+            raw = self._client.get(f"c360:profile:{profile_id}")
         return msgspec.json.decode(raw) if raw else None
 
     def lookup(self, id_type: str, id_value: str) -> str | None:
         """The profile id of an identifier, if cached."""
-        raw = self._client.get(f"c360:ident:{id_type}:{id_value}")
+        with _translated("looking up an identifier"):
+            raw = self._client.get(f"c360:ident:{id_type}:{id_value}")
         return raw.decode() if raw else None
+
+    def forget(self, profile_ids: Sequence[str]) -> None:
+        """Delete cached documents; their identifiers are re-indexed by the surviving profile."""
+        if profile_ids:
+            with _translated("forgetting profiles"):
+                self._client.delete(*(f"c360:profile:{pid}" for pid in profile_ids))
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise AdapterError(f"profile cache: {action} failed: {exc}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
@@ -28,8 +29,11 @@ log = logging.getLogger(__name__)
 
 @get("/health")
 async def health(state: State) -> dict[str, Any]:
-    """Liveness: the process answers and the bus is reachable."""
-    await state.valkey.ping()
+    """Liveness: the process answers and the bus is reachable (503 when it is not)."""
+    try:
+        await state.valkey.ping()
+    except (redis.ConnectionError, OSError) as exc:
+        raise BusUnavailable(f"the event bus is unreachable: {exc}") from exc
     return {"status": "ok"}
 
 
@@ -65,6 +69,7 @@ def create_app(settings: Settings) -> Litestar:
             InputError: _input_error,
             BusUnavailable: _bus_unavailable,
             HTTPException: _http_error,
+            Exception: _internal_error,
         },
         on_shutdown=[close],
         request_max_body_size=MAX_BATCH_BYTES * 4,
@@ -87,6 +92,24 @@ def _bus_unavailable(request: Request, exc: BusUnavailable) -> Response:
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response:
-    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-            413: "payload_too_large"}.get(exc.status_code, "http_error")
+    if exc.status_code == 413:  # over Litestar's body limit: answer like any oversized batch
+        return Response(
+            {
+                "code": "batch_too_large",
+                "message": f"the request is over {MAX_BATCH_BYTES * 4:,} bytes; a batch may be at "
+                "most 500 KB: send fewer events per request",
+            },
+            status_code=400,
+        )
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "http_error"
+    )
     return Response({"code": code, "message": exc.detail}, status_code=exc.status_code)
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("Request %s %s failed.", request.method, request.url.path, exc_info=exc)
+    return Response(
+        {"code": "internal_error", "message": "c360 failed to answer; the error is in its log"},
+        status_code=500,
+    )

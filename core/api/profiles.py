@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from litestar import Request, get
@@ -12,6 +11,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 
 from c360.errors import InputError, Unauthorized
+from c360.events.money import read_money
 from c360.profile_service import ProfileFilter, get_profile, list_profiles
 
 
@@ -51,10 +51,9 @@ def read_profiles(
         raise InputError("invalid_order_by", "order_by must be revenue, last_seen or orders")
     if not 1 <= limit <= 1000 or offset < 0:
         raise InputError("invalid_page", "limit must be 1..1000 and offset 0 or more")
-    try:
-        revenue = Decimal(min_revenue) if min_revenue is not None else None
-    except InvalidOperation as exc:
-        raise InputError("invalid_min_revenue", "min_revenue must be a number") from exc
+    revenue = read_money(min_revenue) if min_revenue is not None else None
+    if min_revenue is not None and revenue is None:  # NaN, Infinity, 1e999 would reach SQL
+        raise InputError("invalid_min_revenue", "min_revenue must be a plain number, e.g. 99.50")
     filters = ProfileFilter(min_orders, revenue, seen_after, order_by, limit, offset)
     profiles = list_profiles(state.runtime, filters)
     return {"profiles": profiles, "count": len(profiles), "limit": limit, "offset": offset}

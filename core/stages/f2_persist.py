@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from c360.adapters.bus import ID_RESOLUTION
-from c360.events.model import Event, decode_event, encode
+from c360.events.model import Event, decode_any, decode_event, encode
 from c360.events.money import order_value
 from c360.profiles import ORDER_EVENTS
 from c360.runtime import Runtime
@@ -32,7 +33,7 @@ ON CONFLICT (source, message_id) DO NOTHING
 
 def persist(runtime: Runtime, payloads: Sequence[bytes]) -> int:
     """Store a batch of enriched events; returns how many were new."""
-    events = _first_copies([decode_event(payload) for payload in payloads])
+    events = _first_copies([_storable(payload) for payload in payloads])
     columns = _columns(runtime, events)
     with runtime.pool.connection() as conn:
         inserted = conn.execute(_INSERT, columns).rowcount
@@ -42,6 +43,23 @@ def persist(runtime: Runtime, payloads: Sequence[bytes]) -> int:
     )
     log.debug("Persisted %d new of %d events.", inserted, len(events))
     return inserted
+
+
+def _storable(payload: bytes) -> Event:
+    """The event, with U+0000 (which PostgreSQL text and jsonb refuse) replaced by U+FFFD."""
+    if b"\\u0000" not in payload:  # JSON escapes every NUL, so this finds them all
+        return decode_event(payload)
+    return decode_event(encode(_without_nul(decode_any(payload))))
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def _first_copies(events: list[Event]) -> list[Event]:

@@ -40,18 +40,19 @@ class _Retry(Exception):
 def resolve(runtime: Runtime, payloads: Sequence[bytes]) -> int:
     """Resolve a batch of (source, messageId) references; returns events newly resolved."""
     keys = sorted({tuple(msgspec.json.decode(payload)) for payload in payloads})
-    resolved = 0
+    resolved, merged = 0, []
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with runtime.pool.connection() as conn:
                 with conn.transaction():
-                    resolved = _resolve_in_transaction(conn, keys)
+                    resolved, merged = _resolve_in_transaction(conn, keys)
             break
         except (_Retry, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
             if attempt == MAX_ATTEMPTS:
                 raise
             log.info("Identity batch met a concurrent change; retrying (attempt %d).", attempt)
             time.sleep(0.05 * attempt)
+    runtime.cache.forget([str(profile_id) for profile_id in merged])  # else reads see them stale
     refresh_profiles(runtime, keys)
     return resolved
 
@@ -98,10 +99,13 @@ def load_documents(conn: psycopg.Connection, profile_ids: Iterable[Any]) -> list
     return [document(row, by_profile.get(row["profile_id"], [])) for row in rows]
 
 
-def _resolve_in_transaction(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> int:
+def _resolve_in_transaction(
+    conn: psycopg.Connection, keys: list[tuple[str, str]]
+) -> tuple[int, list[uuid.UUID]]:
+    """Events newly resolved, and the profiles merged away on the way."""
     facts = _load_unresolved(conn, keys)
     if not facts:
-        return 0
+        return 0, []
     identifiers = sorted({(kind, value) for fact in facts for kind, value, _raw in fact.identifiers})
     _lock_identifiers(conn, identifiers)
     owners = _owners(conn, identifiers)
@@ -112,7 +116,7 @@ def _resolve_in_transaction(conn: psycopg.Connection, keys: list[tuple[str, str]
         resolver.resolve(fact)
 
     _write(conn, resolver)
-    return len(facts)
+    return len(facts), list(resolver.redirects)
 
 
 def _load_unresolved(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> list[EventFact]:
