@@ -13,17 +13,21 @@ from typing import Protocol
 from c360.events.model import Event
 
 
+def partition_of(event: Event) -> str:
+    """The partition folder of an event: receipt day and event type."""
+    return f"dt={event.received_at.date().isoformat()}/event_type={event.type}"
+
+
+def file_of(batch_name: str, event: Event) -> str:
+    """The lake file (relative to the lake's root) that holds `event` when written by a batch."""
+    return f"{partition_of(event)}/{batch_name}.parquet"
+
+
 class Lake(Protocol):
     """What the lake sink needs."""
 
     def write(self, batch_name: str, events: Sequence[Event]) -> list[str]:
-        """Write events as one file per partition; same batch name, same file names."""
-
-    def remove(self, files: Sequence[str]) -> None:
-        """Delete files (used when a re-delivered batch has nothing left to write)."""
-
-    def files_of(self, batch_name: str) -> list[str]:
-        """Files a batch wrote earlier, if any."""
+        """Write events to `file_of(batch_name, event)`, each file whole; returns the files."""
 
 
 class LakeQuery(Protocol):

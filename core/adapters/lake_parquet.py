@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from c360.adapters.lake import file_of
 from c360.events.model import Event, encode
 
 SCHEMA = pa.schema(
@@ -36,35 +37,21 @@ class LocalParquetLake:
         root.mkdir(parents=True, exist_ok=True)
 
     def write(self, batch_name: str, events: Sequence[Event]) -> list[str]:
-        """Write each partition's events to `<partition>/<batch_name>.parquet` atomically."""
+        """Write each partition's events to `<partition>/<batch_name>.parquet`, whole: a
+        temporary file, fsynced, then renamed over any earlier copy."""
         by_partition: dict[str, list[Event]] = defaultdict(list)
         for event in events:
-            by_partition[partition_of(event)].append(event)
+            by_partition[file_of(batch_name, event)].append(event)
         written = []
-        for partition, members in sorted(by_partition.items()):
-            folder = self.root / partition
-            folder.mkdir(parents=True, exist_ok=True)
-            final = folder / f"{batch_name}.parquet"
-            temporary = folder / f".{batch_name}.parquet.tmp"
+        for name, members in sorted(by_partition.items()):
+            final = self.root / name
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temporary = final.with_name(f".{final.name}.tmp")
             pq.write_table(_table(members), temporary, compression="zstd")
             _fsync(temporary)
             os.replace(temporary, final)
-            written.append(str(final.relative_to(self.root)))
+            written.append(name)
         return written
-
-    def remove(self, files: Sequence[str]) -> None:
-        """Delete files written earlier; missing ones are ignored."""
-        for name in files:
-            (self.root / name).unlink(missing_ok=True)
-
-    def files_of(self, batch_name: str) -> list[str]:
-        """Files of a batch already in the lake."""
-        return [str(path.relative_to(self.root)) for path in self.root.glob(f"*/*/{batch_name}.parquet")]
-
-
-def partition_of(event: Event) -> str:
-    """The partition folder of an event: receipt day and event type."""
-    return f"dt={event.received_at.date().isoformat()}/event_type={event.type}"
 
 
 def _table(events: Sequence[Event]) -> pa.Table:

@@ -78,3 +78,14 @@ def decode_event(data: bytes | str) -> Event:
 def decode_any(data: bytes | str) -> Any:
     """Plain JSON values, with fractional numbers as Decimal so money stays exact."""
     return _ANY_DECODER.decode(data)
+
+
+def first_copies(events: list[Event]) -> list[Event]:
+    """Events without repeats of a (source, messageId): the first copy wins."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for event in events:
+        if event.key not in seen:
+            seen.add(event.key)
+            kept.append(event)
+    return kept

@@ -35,7 +35,9 @@ def clean(value: Any) -> Any:
 
 
 def clean_text(text: str) -> str:
-    """Lone surrogates become U+FFFD; the result is NFC."""
+    """Lone surrogates and NUL become U+FFFD; the result is NFC."""
+    if "\x00" in text:  # PostgreSQL text and jsonb cannot hold U+0000
+        text = text.replace("\x00", "\ufffd")
     if not text.isascii():
         text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         if not unicodedata.is_normalized("NFC", text):

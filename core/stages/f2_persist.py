@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from c360.adapters.bus import ID_RESOLUTION
-from c360.events.model import Event, decode_any, decode_event, encode
+from c360.events.model import Event, decode_any, decode_event, encode, first_copies
 from c360.events.money import order_value
 from c360.profiles import ORDER_EVENTS
 from c360.runtime import Runtime
@@ -33,7 +33,7 @@ ON CONFLICT (source, message_id) DO NOTHING
 
 def persist(runtime: Runtime, payloads: Sequence[bytes]) -> int:
     """Store a batch of enriched events; returns how many were new."""
-    events = _first_copies([_storable(payload) for payload in payloads])
+    events = first_copies([_storable(payload) for payload in payloads])
     columns = _columns(runtime, events)
     with runtime.pool.connection() as conn:
         inserted = conn.execute(_INSERT, columns).rowcount
@@ -60,17 +60,6 @@ def _without_nul(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nul(item) for item in value]
     return value
-
-
-def _first_copies(events: list[Event]) -> list[Event]:
-    """Within a batch too, the first copy of a (source, messageId) wins."""
-    seen: set[tuple[str, str]] = set()
-    kept = []
-    for event in events:
-        if event.key not in seen:
-            seen.add(event.key)
-            kept.append(event)
-    return kept
 
 
 def _columns(runtime: Runtime, events: list[Event]) -> list[list]:

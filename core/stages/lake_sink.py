@@ -1,8 +1,13 @@
 """The lake sink: writes raw events to the lake exactly once.
 
-Each batch has a stable name (the actor message's id), so a re-delivered batch rewrites the
-same files rather than adding new ones. An event already held by another batch's file is left
-out; advisory locks on the batch's events keep two batches from claiming the same event.
+Two steps, in this order:
+1. claim: in PostgreSQL, each event not yet claimed is recorded in `lake_index` under the file
+   this batch will write; the primary key lets only one batch claim an event;
+2. write: the batch writes the events it has claimed, each file whole, renamed into place.
+
+A batch has a stable name (from its bus entries), so a re-delivered batch claims nothing new
+and rewrites the same files with the same events. A crash between the steps leaves events
+claimed and unwritten until the batch is re-delivered, never written twice.
 """
 
 from __future__ import annotations
@@ -10,61 +15,41 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from c360.events.model import Event, decode_event
+from c360.adapters.lake import file_of
+from c360.events.model import decode_event, first_copies
 from c360.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 def sink(runtime: Runtime, batch_name: str, payloads: Sequence[bytes]) -> int:
-    """Write a batch's new events to the lake; returns how many it holds now."""
-    events = _first_copies([decode_event(payload) for payload in payloads])
-    keys = ([e.source for e in events], [e.message_id for e in events])
-    with runtime.pool.connection() as conn, conn.transaction():
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT"
-            " hashtextextended(s || chr(31) || m, 720) AS h"
-            " FROM unnest(%s::text[], %s::text[]) AS x(s, m) ORDER BY h) y",
-            keys,
-        )
-        elsewhere = {
+    """Claim and write a batch's events; returns how many this batch holds in the lake."""
+    events = first_copies([decode_event(payload) for payload in payloads])
+    files = [file_of(batch_name, event) for event in events]
+    with runtime.pool.connection() as conn:
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO lake_index (source, message_id, file)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
+                " ON CONFLICT (source, message_id) DO NOTHING",
+                ([e.source for e in events], [e.message_id for e in events], files),
+            )
+        claimed = {
             (row[0], row[1])
             for row in conn.execute(
                 "SELECT source, message_id FROM lake_index"
                 " WHERE (source, message_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
-                " AND split_part(file, '/', 3) <> %s",
-                (*keys, f"{batch_name}.parquet"),
+                " AND file = ANY(%s)",
+                ([e.source for e in events], [e.message_id for e in events], sorted(set(files))),
             )
         }
-        fresh = [event for event in events if event.key not in elsewhere]
-        runtime.lake.remove(runtime.lake.files_of(batch_name))
-        files = runtime.lake.write(batch_name, fresh) if fresh else []
-        _index(conn, fresh, files)
-    log.debug("Lake batch %r: %d events, %d already in the lake.", batch_name, len(fresh), len(elsewhere))
-    return len(fresh)
-
-
-def _index(conn, events: list[Event], files: list[str]) -> None:
-    by_partition = {file.rsplit("/", 1)[0]: file for file in files}
-    from c360.adapters.lake_parquet import partition_of
-
-    conn.execute(
-        "INSERT INTO lake_index (source, message_id, file)"
-        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
-        " ON CONFLICT (source, message_id) DO UPDATE SET file = EXCLUDED.file",
-        (
-            [e.source for e in events],
-            [e.message_id for e in events],
-            [by_partition[partition_of(e)] for e in events],
-        ),
+    mine = [event for event in events if event.key in claimed]
+    if mine:
+        runtime.lake.write(batch_name, mine)
+    log.debug(
+        "Lake batch %r: wrote %d events; %d were held by other batches.",
+        batch_name,
+        len(mine),
+        len(events) - len(mine),
     )
-
-
-def _first_copies(events: list[Event]) -> list[Event]:
-    seen: set[tuple[str, str]] = set()
-    kept = []
-    for event in events:
-        if event.key not in seen:
-            seen.add(event.key)
-            kept.append(event)
-    return kept
+    return len(mine)

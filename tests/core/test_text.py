@@ -93,3 +93,7 @@ def test_ascii_without_escapes_needs_no_cleaning():
 @pytest.mark.parametrize("raw", [b'{"a": "\\u00e0"}', '{"a": "à"}'.encode(), b'{"a": "\xff"}'])
 def test_escapes_and_non_ascii_bytes_need_cleaning(raw):
     assert needs_cleaning(raw)
+
+
+def test_a_nul_character_is_replaced_even_in_ascii_text():
+    assert clean_text("a\x00b") == "a\ufffdb"
