@@ -7,6 +7,7 @@ newline-separated JSON, so a 100-event batch costs a handful of commands rather 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,10 @@ log = logging.getLogger(__name__)
 
 #: Entries kept per stream partition (each entry is a batch, so this is millions of events).
 MAX_ENTRIES = 200_000
+
+#: How often a consumer looks again for its own unacknowledged and for stranded entries;
+#: looking on every read would cost two extra commands per partition per read.
+RECOVERY_INTERVAL_S = 15.0
 
 #: An entry a consumer has held this long without acknowledging is taken over by another.
 CLAIM_IDLE_MS = 60_000
@@ -47,6 +52,7 @@ class ValkeyBus:
         self._client = client
         self._partitions = partitions
         self._groups_made: set[tuple[str, str]] = set()
+        self._recovered_at: dict[tuple[str, str, str], float] = {}
 
     def publish(self, topic: str, messages: Sequence[tuple[str, bytes]]) -> None:
         """Write each partition's messages as one entry."""
@@ -71,15 +77,20 @@ class ValkeyBus:
     def consume(
         self, topic: str, group: str, consumer: str, count: int, block_ms: int
     ) -> list[Delivery]:
-        """Own pending entries first (after a restart), then stranded ones, then new ones."""
+        """New entries; but first, now and then, this consumer's own unacknowledged entries
+        (left by a crash or a failed hand-off) and entries stranded by a dead consumer."""
         streams = stream_names(topic, self._partitions)
         self._ensure_groups(streams, group)
-        pending = self._read(group, consumer, {name: "0" for name in streams}, count, None)
-        if pending:
-            return pending
-        claimed = self._claim_stranded(streams, group, consumer, count)
-        if claimed:
-            return claimed
+        recovery_key = (topic, group, consumer)
+        last = self._recovered_at.get(recovery_key)
+        if last is None or time.monotonic() - last >= RECOVERY_INTERVAL_S:
+            pending = self._read(group, consumer, {name: "0" for name in streams}, count, None)
+            if pending:
+                return pending
+            claimed = self._claim_stranded(streams, group, consumer, count)
+            if claimed:
+                return claimed
+            self._recovered_at[recovery_key] = time.monotonic()
         return self._read(group, consumer, {name: ">" for name in streams}, count, block_ms)
 
     def ack(self, group: str, deliveries: Sequence[Delivery]) -> None:

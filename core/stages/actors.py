@@ -4,13 +4,22 @@ runtime. Payloads travel as text (JSON lines), since Dramatiq messages are JSON.
 
 from __future__ import annotations
 
-import dramatiq
+import logging
+from collections.abc import Callable
+from datetime import datetime
 
+import dramatiq
+import psycopg
+import redis
+
+from c360.adapters.bus import DLQ, RAW_EVENTS
+from c360.errors import AdapterError
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
-from c360.adapters.bus import DLQ, RAW_EVENTS
 from c360.runtime import Runtime
 from c360.stages import f2_persist, f3_resolve, lake_sink
+
+log = logging.getLogger(__name__)
 
 _RUNTIME: Runtime | None = None
 
@@ -30,16 +39,41 @@ def _runtime() -> Runtime:
     return _RUNTIME
 
 
+#: Failures that say nothing about the batch itself (a server away, a lost connection): the
+#: whole batch is retried later. Any other failure may come from one bad event in the batch.
+TRANSIENT = (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError, AdapterError)
+
+
+def isolate_failures(
+    stage: Callable[[Runtime, list[bytes]], object],
+    retry_halves: Callable[[list[str]], object],
+    payloads: list[str],
+) -> None:
+    """Run a stage on a batch; if the batch itself fails, hand on its halves as new messages,
+    so one bad event ends alone in the dead letters instead of taking its batch with it."""
+    try:
+        stage(_runtime(), [p.encode() for p in payloads])
+    except TRANSIENT:
+        raise
+    except Exception:
+        if len(payloads) == 1:
+            raise
+        middle = len(payloads) // 2
+        log.warning("A batch of %d failed; retrying its halves apart.", len(payloads), exc_info=True)
+        retry_halves(payloads[:middle])
+        retry_halves(payloads[middle:])
+
+
 @dramatiq.actor(queue_name="c360-f2", **RETRIES)
 def persist_events(payloads: list[str]) -> None:
     """F2 over a batch of enriched events."""
-    f2_persist.persist(_runtime(), [p.encode() for p in payloads])
+    isolate_failures(f2_persist.persist, persist_events.send, payloads)
 
 
 @dramatiq.actor(queue_name="c360-f3", **RETRIES)
 def resolve_events(payloads: list[str]) -> None:
     """F3 over a batch of (source, messageId) references."""
-    f3_resolve.resolve(_runtime(), [p.encode() for p in payloads])
+    isolate_failures(f3_resolve.resolve, resolve_events.send, payloads)
 
 
 @dramatiq.actor(queue_name="c360-lake", **RETRIES)
@@ -51,8 +85,6 @@ def sink_events(batch_name: str, payloads: list[str]) -> None:
 @dramatiq.actor(queue_name="c360-f1", **RETRIES)
 def ingest_events(source: str, received_at: str, events: list[str]) -> None:
     """F1 for events from connectors (not HTTP): validate, enrich, publish like the gateway."""
-    from datetime import datetime
-
     runtime = _runtime()
     ctx = IngestContext(source=source, received_at=datetime.fromisoformat(received_at))
     result = ingest(ParsedRequest(events=[e.encode() for e in events]), ctx, runtime.settings, runtime.hooks)

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from c360.adapters.bus import RAW_EVENTS
-from c360.adapters.bus_valkey import AsyncValkeyBus, stream_names
+from c360.adapters.bus_valkey import AsyncValkeyBus, ValkeyBus, stream_names
 
 TOPIC = RAW_EVENTS
 GROUP = "test-stage"
@@ -109,15 +109,17 @@ def test_consume_returns_own_pending_entries_again_after_a_crash(runtime):
     runtime.bus.publish(TOPIC, [message("k-1", 1), message("k-2", 2), message("k-3", 3)])
     first = runtime.bus.consume(TOPIC, GROUP, "worker-1", count=10, block_ms=10)
     assert first
-    # the worker dies here: nothing acknowledged; it restarts under the same consumer name
+    # the worker dies here: nothing acknowledged; it restarts (a new bus client) under the
+    # same consumer name
     runtime.bus.publish(TOPIC, [message("k-1", 4)])
+    restarted = ValkeyBus(runtime.valkey, runtime.settings.bus_partitions)
 
-    again = runtime.bus.consume(TOPIC, GROUP, "worker-1", count=10, block_ms=10)
+    again = restarted.consume(TOPIC, GROUP, "worker-1", count=10, block_ms=10)
 
     assert {(d.stream, d.entry_id) for d in again} == {(d.stream, d.entry_id) for d in first}
     assert sorted(p for d in again for p in d.payloads) == sorted(p for d in first for p in d.payloads)
-    runtime.bus.ack(GROUP, again)
-    fresh = runtime.bus.consume(TOPIC, GROUP, "worker-1", count=10, block_ms=10)
+    restarted.ack(GROUP, again)
+    fresh = restarted.consume(TOPIC, GROUP, "worker-1", count=10, block_ms=10)
     assert [p for d in fresh for p in d.payloads] == [message("k-1", 4)[1]]
 
 

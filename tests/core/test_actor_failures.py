@@ -1,0 +1,58 @@
+"""A bad event fails alone: a failing batch is split until the bad event is isolated."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import psycopg
+import pytest
+
+from c360.stages import actors
+
+
+@pytest.fixture
+def bound(runtime):
+    actors.bind(runtime)
+    return runtime
+
+
+def _run_queue(stage, first_batch):
+    """Process messages as a broker would: halves are queued and run in turn."""
+    queue = deque([first_batch])
+    failed = []
+
+    while queue:
+        batch = queue.popleft()
+        try:
+            actors.isolate_failures(stage, queue.append, batch)
+        except ValueError:
+            failed.append(batch)
+    return failed
+
+
+def test_one_bad_event_ends_alone_and_the_rest_are_processed_once(bound):
+    processed = []
+
+    def stage(runtime, payloads):
+        if b"bad" in payloads:
+            raise ValueError("cannot store this event")
+        processed.extend(payloads)
+
+    batch = [f"e{n}" for n in range(10)]
+    batch.insert(6, "bad")
+
+    failed = _run_queue(stage, batch)
+
+    assert failed == [["bad"]]
+    assert sorted(processed) == sorted(f"e{n}".encode() for n in range(10))
+
+
+def test_a_server_that_is_away_fails_the_whole_batch_for_a_later_retry(bound):
+    halves = []
+
+    def stage(runtime, payloads):
+        raise psycopg.OperationalError("connection refused")
+
+    with pytest.raises(psycopg.OperationalError):
+        actors.isolate_failures(stage, halves.append, ["a", "b", "c"])
+    assert halves == []
