@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 
 import msgspec
@@ -167,15 +168,25 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from c360.api.app import create_app
+    from c360.appliance.stack import settings_environment
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.gateway_processes == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:  # each process builds its app from the C360_* environment the stack passed down
+        os.environ.update(settings_environment(settings))
+        uvicorn.run(
+            "c360.api.app:app_from_environment",
+            factory=True,
+            workers=settings.gateway_processes,
+            **options,
+        )
     return EXIT_OK
 
 

@@ -18,7 +18,7 @@ import psycopg
 from c360 import migrate
 from c360.appliance.engines import EmbeddedPostgres, EmbeddedValkey, die_with_parent
 from c360.errors import EngineError
-from c360.settings import Settings
+from c360.settings import Settings, to_environment
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +107,5 @@ class Stack:
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
-    """Settings as C360_* variables for child processes."""
-    env = {
-        "C360_DATA_DIR": str(settings.data_dir),
-        "C360_HOST": settings.host,
-        "C360_PORT": str(settings.port),
-        "C360_POSTGRES_DSN": settings.postgres_dsn or "",
-        "C360_VALKEY_URL": settings.valkey_url or "",
-        "C360_WRITE_KEYS": ",".join(f"{k}:{v}" for k, v in settings.write_keys.items()),
-        "C360_API_TOKENS": ",".join(settings.api_tokens),
-        "C360_BUS_PARTITIONS": str(settings.bus_partitions),
-        "C360_BATCH_SIZE": str(settings.batch_size),
-        "C360_WORKER_THREADS": str(settings.worker_threads),
-        "C360_DEFAULT_REGION": settings.default_region,
-        "C360_LOG_LEVEL": settings.log_level,
-    }
-    return env
+    """Settings as C360_* variables, so child processes start with exactly these settings."""
+    return to_environment(settings)

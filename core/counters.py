@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import redis
-import redis.asyncio as aioredis
 
 
 def _key(source: str, outcome: str) -> str:
     return f"c360:count:{outcome}:{source}"
 
 
-class AsyncCounters:
-    """Counting from the gateway's event loop."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        self._client = client
-
-    async def count(self, source: str, accepted: int, rejected: int) -> None:
-        """Add one request's outcome."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            if accepted:
-                pipe.incrby(_key(source, "accepted"), accepted)
-            if rejected:
-                pipe.incrby(_key(source, "rejected"), rejected)
-            await pipe.execute()
+def increments(source: str, accepted: int, rejected: int) -> dict[str, int]:
+    """Counter keys and amounts for one request's outcome (the bus bumps them with its writes)."""
+    return {_key(source, "accepted"): accepted, _key(source, "rejected"): rejected}
 
 
 def read(client: redis.Redis, source: str) -> tuple[int, int]:

@@ -8,6 +8,7 @@ Secrets (write keys, API tokens, server passwords) have no defaults and are neve
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
@@ -22,9 +23,9 @@ from c360.errors import SettingsError
 
 ENV_PREFIX = "C360_"
 
-#: Values that never identify anyone, compared after trimming and lower-casing.
+#: Values that never identify anyone, compared after trimming and lower-casing. Empty values
+#: and values of only zeros and dashes never identify anyone either (see `is_placeholder`).
 DEFAULT_PLACEHOLDERS = (
-    "",
     "undefined",
     "null",
     "nil",
@@ -77,6 +78,10 @@ class Settings:
     )
     batch_size: int = _doc("Events per message handed from the bus to a stage actor.", default=500)
     worker_threads: int = _doc("Dramatiq worker threads in each worker process.", default=4)
+    gateway_processes: int = _doc(
+        "Gateway processes sharing the port; F1 is CPU work, so one per core to give it.",
+        default=1,
+    )
     default_region: str = _doc(
         "Region used to read phone numbers written without a country code (ISO 3166).",
         default="VN",
@@ -102,7 +107,7 @@ class Settings:
         """Folder of the raw lake's Parquet files."""
         return self.data_dir / "lake"
 
-    @property
+    @functools.cached_property
     def placeholder_set(self) -> frozenset[str]:
         """Placeholders, lower-cased for lookup."""
         return frozenset(value.strip().lower() for value in self.placeholder_identifiers)
@@ -137,6 +142,25 @@ def load_settings(
 
     merged: dict[str, Any] = {**from_toml, **from_env, **given}
     return _build(merged)
+
+
+def to_environment(settings: Settings) -> dict[str, str]:
+    """Every setting as a C360_* variable that `load_settings` reads back to the same value."""
+    env = {}
+    for field in dataclasses.fields(Settings):
+        value = getattr(settings, field.name)
+        if value is None:
+            text = ""
+        elif isinstance(value, dict):
+            text = ",".join(f"{key}:{item}" for key, item in value.items())
+        elif isinstance(value, (tuple, list)):
+            text = ",".join(str(item) for item in value)
+        elif isinstance(value, datetime):
+            text = value.isoformat()
+        else:
+            text = str(value)
+        env[f"{ENV_PREFIX}{field.name.upper()}"] = text
+    return env
 
 
 def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -233,6 +257,8 @@ def _check(settings: Settings) -> None:
         )
     if not 1 <= settings.bus_partitions <= 256:
         raise SettingsError("bus_partitions must be between 1 and 256 (C360_BUS_PARTITIONS)")
+    if not 1 <= settings.gateway_processes <= 64:
+        raise SettingsError("gateway_processes must be between 1 and 64 (C360_GATEWAY_PROCESSES)")
     if not 1 <= settings.batch_size <= 10_000:
         raise SettingsError("batch_size must be between 1 and 10000 (C360_BATCH_SIZE)")
     if settings.log_format not in ("text", "json"):

@@ -8,7 +8,7 @@ it is acknowledged, and every stage writes idempotently.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +59,13 @@ class AsyncEventBus(Protocol):
 
     async def publish(self, topic: str, messages: Sequence[tuple[str, bytes]]) -> None:
         """Publish durably; raise BusUnavailable if it cannot."""
+
+    async def publish_many(
+        self,
+        by_topic: Mapping[str, Sequence[tuple[str, bytes]]],
+        counters: Mapping[str, int] | None = None,
+    ) -> None:
+        """Publish to several topics and add to named counters, at once where the bus can."""
 
     async def close(self) -> None:
         """Release connections."""

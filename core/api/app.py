@@ -17,12 +17,11 @@ from c360.adapters.bus_valkey import AsyncValkeyBus
 from c360.api.gateway import make_handlers
 from c360.api.gzip import GzipRequestMiddleware
 from c360.api.profiles import read_profile, read_profiles
-from c360.counters import AsyncCounters
 from c360.errors import BusUnavailable, InputError
 from c360.events.model import MAX_BATCH_BYTES
 from c360.plugins_manager import default_manager
 from c360.runtime import Runtime
-from c360.settings import Settings
+from c360.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,11 @@ async def health(state: State) -> dict[str, Any]:
     return {"status": "ok"}
 
 
+def app_from_environment() -> Litestar:
+    """The app for the settings in the environment (for servers that start several processes)."""
+    return create_app(load_settings())
+
+
 def create_app(settings: Settings) -> Litestar:
     """The app for these settings; connections open on start-up and close on shutdown."""
     valkey = aioredis.Redis.from_url(settings.valkey_url)
@@ -47,7 +51,6 @@ def create_app(settings: Settings) -> Litestar:
             "hooks": default_manager().hook,
             "valkey": valkey,
             "bus": AsyncValkeyBus(valkey, settings.bus_partitions),
-            "counters": AsyncCounters(valkey),
             "runtime": runtime,
         }
     )

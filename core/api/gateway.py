@@ -18,6 +18,7 @@ from typing import Any
 from litestar import Request, Response, post
 from litestar.datastructures import State
 
+from c360 import counters
 from c360.adapters.bus import DLQ, RAW_EVENTS
 from c360.errors import InputError, Unauthorized
 from c360.events.f1 import IngestContext, ParsedRequest, ingest, parse_request
@@ -53,10 +54,13 @@ async def accept(request: Request, state: State, endpoint_type: str | None) -> R
         batch_integrations=parsed.integrations,
     )
     result = ingest(parsed, ctx, settings, state.hooks)
-    await state.bus.publish(RAW_EVENTS, [(e.customer_key, encode(e)) for e in result.accepted])
-    if result.rejected:
-        await state.bus.publish(DLQ, [(r.source, encode(r)) for r in result.rejected])
-    await state.counters.count(source, len(result.accepted), len(result.rejected))
+    await state.bus.publish_many(
+        {
+            RAW_EVENTS: [(e.customer_key, encode(e)) for e in result.accepted],
+            DLQ: [(r.source, encode(r)) for r in result.rejected],
+        },
+        counters.increments(source, len(result.accepted), len(result.rejected)),
+    )
     return Response(
         {
             "success": True,
@@ -105,8 +109,9 @@ async def _dead_letter_request(
         received_at=received_at,
         payload=body[: 2 * 512 * 1024].decode("utf-8", errors="replace"),
     )
-    await state.bus.publish(DLQ, [(source, encode(rejection))])
-    await state.counters.count(source, 0, 1)
+    await state.bus.publish_many(
+        {DLQ: [(source, encode(rejection))]}, counters.increments(source, 0, 1)
+    )
 
 
 def make_handlers() -> list[Any]:

@@ -114,12 +114,7 @@ def validate_and_enrich(
     raw: bytes, ctx: IngestContext, settings: Settings, hooks: pluggy.HookRelay
 ) -> Event | Rejection:
     """One raw event in; an enriched Event or a Rejection (with the reason) out."""
-    try:
-        event = _validate(raw, ctx, settings)
-    except InputError as exc:
-        return _reject(raw, ctx, exc.code, exc.message)
-    _enrich(event, ctx.client_ip, settings, hooks)
-    return event
+    return _one(raw, ctx, settings, _enrichers(hooks))
 
 
 def ingest(
@@ -130,13 +125,31 @@ def ingest(
 ) -> IngestResult:
     """Run F1 over every event of a parsed request."""
     result = IngestResult()
+    enrichers = _enrichers(hooks)
     for raw in parsed.events:
-        outcome = validate_and_enrich(raw, ctx, settings, hooks)
+        outcome = _one(raw, ctx, settings, enrichers)
         if isinstance(outcome, Event):
             result.accepted.append(outcome)
         else:
             result.rejected.append(outcome)
     return result
+
+
+def _one(
+    raw: bytes, ctx: IngestContext, settings: Settings, enrichers: list[pluggy.HookImpl]
+) -> Event | Rejection:
+    try:
+        event = _validate(raw, ctx, settings)
+    except InputError as exc:
+        return _reject(raw, ctx, exc.code, exc.message)
+    _enrich(event, ctx.client_ip, settings, enrichers)
+    return event
+
+
+def _enrichers(hooks: pluggy.HookRelay) -> list[pluggy.HookImpl]:
+    """Enricher implementations in pluggy's calling order (wrappers are not run here)."""
+    impls = reversed(hooks.c360_enrich_event.get_hookimpls())
+    return [impl for impl in impls if not (impl.hookwrapper or impl.wrapper)]
 
 
 def _parse_batch(body: bytes) -> ParsedRequest:
@@ -304,14 +317,12 @@ def _required_for_type(data: dict[str, Any], event_type: str) -> None:
 
 
 def _enrich(
-    event: Event, client_ip: str | None, settings: Settings, hooks: pluggy.HookRelay
+    event: Event, client_ip: str | None, settings: Settings, enrichers: list[pluggy.HookImpl]
 ) -> None:
-    """Run each enricher on its own, in pluggy's order: one that fails is logged and skipped,
-    so a plugin bug costs an enrichment, never the event (wrappers are not run here)."""
+    """Run each enricher on its own: one that fails is logged and skipped, so a plugin bug
+    costs an enrichment, never the event."""
     given = {"event": event, "client_ip": client_ip, "settings": settings}
-    for impl in reversed(hooks.c360_enrich_event.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue
+    for impl in enrichers:
         try:
             impl.function(*(given[name] for name in impl.argnames))
         except Exception:  # any plugin bug: the event is still good without this enrichment

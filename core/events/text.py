@@ -46,8 +46,18 @@ def clean_text(text: str) -> str:
 
 
 def needs_cleaning(raw: bytes) -> bool:
-    """True when `raw` may hold text that is not ASCII (so not certainly NFC)."""
-    return not raw.isascii() or b"\\u" in raw or b"\\U" in raw
+    """True when strictly decoded JSON `raw` may hold text to fix: a `\\u` escape (which can
+    spell NUL or a lone surrogate) or text that is not NFC. Valid UTF-8 is already checked
+    by the strict decoder; NFC is checked on the whole document at C speed, which is enough
+    because every JSON string starts after a quote, a starter that nothing composes with."""
+    if b"\\u" in raw:
+        return True
+    if raw.isascii():
+        return False
+    try:
+        return not unicodedata.is_normalized("NFC", raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return True
 
 
 def _refuse_constant(name: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 
@@ -24,17 +25,26 @@ class EventTime:
 def parse_time(value: Any) -> datetime | None:
     """An aware UTC datetime from an ISO 8601 string; None when absent or unreadable."""
     if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value:
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    else:
+        return _in_utc(value)
+    if isinstance(value, str) and value:
+        return _parse_text(value)
+    return None
+
+
+@lru_cache(maxsize=8192)
+def _parse_text(value: str) -> datetime | None:
+    """Parsing is cached: a batch's events often share a sentAt, or a timestamp."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
         return None
+    return _in_utc(moment)
+
+
+def _in_utc(moment: datetime) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:

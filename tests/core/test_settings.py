@@ -210,3 +210,23 @@ def test_every_setting_is_documented():
     ]
 
     assert undocumented == []
+
+
+def test_settings_survive_the_trip_through_the_environment_to_a_child_process():
+    from c360.settings import to_environment
+
+    original = load_settings(
+        {
+            "data_dir": "/tmp/c360-env-trip",
+            "write_keys": {"key-one-1234": "web", "key-two-5678": "ios"},
+            "api_tokens": ("t1", "t2"),
+            "postgres_dsn": "postgresql://u:p@127.0.0.1:5432/db",
+            "gateway_processes": 2,
+            "default_region": "US",
+        },
+        environ={},
+    )
+
+    again = load_settings({}, environ=to_environment(original))
+
+    assert again == original

@@ -90,9 +90,20 @@ def test_ascii_without_escapes_needs_no_cleaning():
     assert not needs_cleaning(b'{"a": "plain"}')
 
 
-@pytest.mark.parametrize("raw", [b'{"a": "\\u00e0"}', '{"a": "à"}'.encode(), b'{"a": "\xff"}'])
-def test_escapes_and_non_ascii_bytes_need_cleaning(raw):
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": "\\u00e0"}',  # an escape may spell NUL or a lone surrogate
+        '{"a": "Nguye\u0302\u0303n"}'.encode(),  # decomposed Vietnamese, not NFC
+        b'{"a": "\xff"}',  # not UTF-8
+    ],
+)
+def test_escapes_decomposed_text_and_bad_bytes_need_cleaning(raw):
     assert needs_cleaning(raw)
+
+
+def test_composed_vietnamese_text_needs_no_cleaning():
+    assert not needs_cleaning('{"name": "Nguyễn Thị Lan", "city": "Hà Nội"}'.encode())
 
 
 def test_a_nul_character_is_replaced_even_in_ascii_text():
