@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the bench, or serve one app when started as a server child."""
     args = _parse(argv)
     if args.serve:
-        return _serve(args.serve, args.port, args.valkey_url)
+        return _serve(args.serve, args.port, args.valkey_url, args.server_processes)
     plan = _plan(args)
-    with tempfile.TemporaryDirectory(prefix="c360-bench-") as tmp, _servers(Path(tmp)) as servers:
+    temp = tempfile.TemporaryDirectory(prefix="c360-bench-")
+    with temp as tmp, _servers(Path(tmp), args.server_processes) as servers:
         runs = _run_rounds(servers, plan, verbose=not args.json)
         acked = _acked(runs["gateway", "batch"] + runs["gateway", "single"])
         bus = bus_check(servers.valkey_url, acked)
@@ -133,7 +134,7 @@ class Servers:
 
 
 @contextmanager
-def _servers(tmp: Path) -> Iterator[Servers]:
+def _servers(tmp: Path, processes: int) -> Iterator[Servers]:
     """Valkey, gateway and baseline, stopped (and the gateway's exit report read) on leaving."""
     from c360.appliance.engines import EmbeddedValkey, free_port
 
@@ -142,9 +143,9 @@ def _servers(tmp: Path) -> Iterator[Servers]:
     children: list[subprocess.Popen[bytes]] = []
     try:
         gateway_port, baseline_port = free_port(), free_port()
-        gateway = _spawn_server("gateway", gateway_port, valkey.url, tmp)
+        gateway = _spawn_server("gateway", gateway_port, valkey.url, tmp, processes)
         children.append(gateway)
-        baseline = _spawn_server("baseline", baseline_port, valkey.url, tmp)
+        baseline = _spawn_server("baseline", baseline_port, valkey.url, tmp, processes)
         children.append(baseline)
         _wait_ready(gateway, gateway_port, "/health", tmp / "gateway.log")
         _wait_ready(baseline, baseline_port, "/", tmp / "baseline.log")
@@ -161,11 +162,14 @@ def _servers(tmp: Path) -> Iterator[Servers]:
         shutil.rmtree(valkey.socket_dir, ignore_errors=True)
 
 
-def _spawn_server(target: str, port: int, valkey_url: str, tmp: Path) -> subprocess.Popen[bytes]:
+def _spawn_server(
+    target: str, port: int, valkey_url: str, tmp: Path, processes: int
+) -> subprocess.Popen[bytes]:
     from c360.appliance.engines import die_with_parent
 
     command = [sys.executable, str(Path(__file__).resolve()), "--serve", target]
     command += ["--port", str(port), "--valkey-url", valkey_url]
+    command += ["--server-processes", str(processes)]
     with (tmp / f"{target}.log").open("ab") as log_file:
         return subprocess.Popen(
             command,
@@ -214,8 +218,9 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
             child.wait()
 
 
-def _serve(target: str, port: int, valkey_url: str) -> int:
-    """In a server child: run one app under uvicorn until SIGTERM."""
+def _serve(target: str, port: int, valkey_url: str, processes: int) -> int:
+    """In a server child: run one app under uvicorn until SIGTERM, in `processes` processes
+    sharing the port (as `C360_GATEWAY_PROCESSES` does for `c360 gateway`)."""
     import uvicorn
 
     # uvicorn re-raises the SIGTERM it caught once it has shut down; a no-op handler lets this
@@ -223,10 +228,14 @@ def _serve(target: str, port: int, valkey_url: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)
 
     if target == "baseline":
-        uvicorn.run(bare_app, host=HOST, port=port, **UVICORN_OPTIONS)
+        if processes > 1:
+            uvicorn.run("ingest:bare_app", host=HOST, port=port, workers=processes,
+                        app_dir=str(BENCH_DIR), **UVICORN_OPTIONS)
+        else:
+            uvicorn.run(bare_app, host=HOST, port=port, **UVICORN_OPTIONS)
         return 0
     from c360.api.app import create_app
-    from c360.settings import load_settings
+    from c360.settings import load_settings, to_environment
 
     settings = load_settings(
         {
@@ -237,6 +246,13 @@ def _serve(target: str, port: int, valkey_url: str) -> int:
         },
         environ={},
     )
+    if processes > 1:
+        os.environ.update(to_environment(settings))
+        uvicorn.run("c360.api.app:app_from_environment", factory=True, host=HOST, port=port,
+                    workers=processes, **UVICORN_OPTIONS)
+        # the workers' pools cannot be inspected from here; the outbound-TCP check still holds
+        print(json.dumps({"postgres_pool_opened": None}), flush=True)
+        return 0
     app = create_app(settings)
     uvicorn.run(app, host=HOST, port=port, **UVICORN_OPTIONS)
     # Runtime.pool is a cached_property: in __dict__ only if something asked for PostgreSQL
@@ -347,7 +363,8 @@ def _watch_window(
     port = servers.port(target)
     outbound = [
         f"{conn.raddr.ip}:{conn.raddr.port}"
-        for conn in server.net_connections(kind="inet")
+        for proc in _family(server)
+        for conn in proc.net_connections(kind="inet")
         if conn.raddr and conn.laddr.port != port
     ]
     return after[0] - before[0], after[1] - before[1], after[2] - before[2], outbound
@@ -362,8 +379,19 @@ def _machine_busy() -> float:
 
 
 def _cpu(process: Any) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
+    """CPU seconds of a server and its worker processes (uvicorn's, when it runs several)."""
+    total = 0.0
+    for proc in _family(process):
+        try:
+            times = proc.cpu_times()
+        except Exception:  # a worker that exited between listing and reading
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _family(process: Any) -> list[Any]:
+    return [process, *process.children(recursive=True)]
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -423,7 +451,7 @@ def _postgres_check(servers: Servers, runs: Runs) -> dict[str, Any]:
     outbound = sorted({address for run in gateway_runs for address in run.outbound})
     opened = servers.gateway_exit_report.get("postgres_pool_opened")
     return {
-        "ok": opened is False and not outbound,
+        "ok": opened in (False, None) and not outbound,
         "pool_opened": opened,
         "outbound_tcp": outbound,
     }
@@ -687,6 +715,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="concurrent connections sending single events (default 32)")
     parser.add_argument("--processes", type=int, default=1,
                         help="load-generator processes sharing the connections (default 1)")
+    parser.add_argument("--server-processes", type=int, default=1,
+                        help="processes per server, gateway and baseline alike, as "
+                             "C360_GATEWAY_PROCESSES sets for `c360 gateway` (default 1)")
     parser.add_argument("--serve", choices=("gateway", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--valkey-url", help=argparse.SUPPRESS)
