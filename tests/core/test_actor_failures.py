@@ -56,3 +56,22 @@ def test_a_server_that_is_away_fails_the_whole_batch_for_a_later_retry(bound):
     with pytest.raises(psycopg.OperationalError):
         actors.isolate_failures(stage, halves.append, ["a", "b", "c"])
     assert halves == []
+
+
+def test_events_from_a_connector_go_through_the_same_f1_as_http(bound):
+    import json
+
+    from c360.adapters.bus import DLQ, RAW_EVENTS
+    from c360.events.model import decode_event
+
+    good = json.dumps({"type": "identify", "userId": "crm-42", "messageId": "c-1",
+                       "traits": {"email": "lan@example.vn"}})
+    bad = json.dumps({"type": "identify", "messageId": "c-2", "traits": {}})
+
+    actors.ingest_events.fn("hubspot", "2026-12-01T08:00:00+00:00", [good, bad])
+
+    accepted = [decode_event(p) for p in bound.bus.read_all(RAW_EVENTS)]
+    assert [(e.source, e.message_id, e.user_id) for e in accepted] == [("hubspot", "c-1", "crm-42")]
+    rejected = [json.loads(p) for p in bound.bus.read_all(DLQ)]
+    assert [(r["source"], r["code"]) for r in rejected] == [("hubspot", "missing_identity")]
+    assert json.loads(rejected[0]["payload"])["messageId"] == "c-2"
