@@ -70,6 +70,16 @@ class Stack:
         if self.postgres:
             self.postgres.stop()
 
+    def check_alive(self) -> None:
+        """Raise EngineError if a service process has exited (nothing restarts it)."""
+        for child in self.children:
+            code = child.poll()
+            if code is not None:
+                raise EngineError(
+                    f"the c360 {child.args[3]} process (pid {child.pid}) exited with code "
+                    f"{code}; see the logs in {self.settings.data_dir / 'logs'}"
+                )
+
     @property
     def url(self) -> str:
         """Base URL of the gateway and API."""

@@ -71,9 +71,14 @@ def run_trial(
         valkey = redis.Redis.from_url(settings.valkey_url)
         before = counters.read(valkey, TRIAL_SOURCE)
         started = time.monotonic()
-        replay_s, failures = _replay(stack.url, settings, purchases, progress)
+        replay_s, failures = _replay(stack, settings, purchases, progress)
+        if failures:
+            raise C360Error(
+                f"{failures} events could not be delivered to the gateway, so the profiles "
+                f"can never be complete; see the logs in {settings.data_dir / 'logs'}"
+            )
         after = counters.read(valkey, TRIAL_SOURCE)
-        caught_up_s = _wait_until_current(runtime, purchases, started)
+        caught_up_s = _wait_until_current(runtime, stack, purchases, started)
         summary = _summary(runtime, purchases, before, after, replay_s, caught_up_s, started)
         summary["client_failures"] = failures
         summary["api"] = stack.url if options.serve else None
@@ -90,7 +95,7 @@ def run_trial(
 
 
 def _replay(
-    url: str, settings: Settings, purchases: list[cdnow.Purchase], progress: Any
+    stack: Stack, settings: Settings, purchases: list[cdnow.Purchase], progress: Any
 ) -> tuple[float, int]:
     """Send every purchase with the Segment client; returns seconds taken and failures."""
     write_key = next(k for k, v in settings.write_keys.items() if v == TRIAL_SOURCE)
@@ -104,7 +109,7 @@ def _replay(
 
     client = segment_analytics.Client(
         write_key,
-        host=url,
+        host=stack.url,
         gzip=True,
         max_queue_size=len(purchases) + 1000,
         upload_size=100,
@@ -130,18 +135,25 @@ def _replay(
             raise C360Error("the Segment client's queue is full; this is a bug in the trial")
         if progress and index % 1000 == 0:
             progress(index, len(purchases))
-    client.flush()
+    # not client.flush(): with the gateway dead, the client would retry for many minutes
+    while client.queue.unfinished_tasks:
+        stack.check_alive()
+        time.sleep(0.05)
     client.join()
     if progress:
         progress(len(purchases), len(purchases))
     return time.monotonic() - started, len(failures)
 
 
-def _wait_until_current(runtime: Runtime, purchases: list[cdnow.Purchase], started: float) -> float:
-    """Block until every replayed event is stored, resolved and in the lake."""
+def _wait_until_current(
+    runtime: Runtime, stack: Stack, purchases: list[cdnow.Purchase], started: float
+) -> float:
+    """Block until every replayed event is stored, resolved and in the lake; fail at once if a
+    gateway or worker process dies meanwhile, since then the pipeline can never catch up."""
     ids = [p.message_id for p in purchases]
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
+        stack.check_alive()
         with runtime.pool.connection() as conn:
             resolved, in_lake = conn.execute(
                 "SELECT (SELECT count(*) FROM events WHERE source = %s"
