@@ -116,7 +116,7 @@ def _trial(settings: Settings, args: argparse.Namespace) -> int:
         _print_summary(summary)
     sys.stdout.flush()
     if options.serve:
-        _serve_until_interrupted()
+        _serve_until_interrupted(stack)
         stack.stop()
     return EXIT_OK
 
@@ -132,7 +132,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     stack = Stack(settings, workers=args.workers)
     stack.start()
     print(f"c360 is serving on {stack.url} (Ctrl-C to stop)")
-    _serve_until_interrupted()
+    _serve_until_interrupted(stack)
     stack.stop()
     return EXIT_OK
 
@@ -197,11 +197,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _serve_until_interrupted() -> None:
+def _serve_until_interrupted(stack: Any) -> None:
+    """Keep the stack's services running (restarting any that exit) until SIGTERM or Ctrl-C."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    stack.supervise(stop)
 
 
 def _progress_printer() -> Any:

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -252,15 +253,15 @@ class EmbeddedValkey:
         self._wait_ready(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM: Valkey flushes its append-only file and exits."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """SIGTERM: Valkey flushes its append-only file and exits; its socket folder goes."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def _wait_ready(self, timeout: float) -> None:
         import redis

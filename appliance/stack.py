@@ -9,10 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 
 from c360 import migrate
@@ -32,6 +34,7 @@ class Stack:
         self.postgres: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
         self.children: list[subprocess.Popen[bytes]] = []
+        self._commands: dict[int, tuple[list[str], str]] = {}
 
     def start(self) -> Settings:
         """Start engines (unless servers are configured), migrate, start services."""
@@ -54,6 +57,26 @@ class Stack:
         self._spawn(["gateway"], "gateway")
         self._wait_for_gateway()
         return self.settings
+
+    def supervise(self, stop: threading.Event) -> None:
+        """Until `stop` is set, restart any service process that exits, with growing pauses
+        (1 s doubling to a minute) so a process that cannot start does not spin."""
+        pauses: dict[str, float] = {}
+        while not stop.wait(1.0):
+            for position, child in enumerate(self.children):
+                code = child.poll()
+                if code is None:
+                    continue
+                args, name = self._commands[child.pid]
+                pause = pauses.get(name, 0.5) * 2
+                pauses[name] = min(pause, 60.0)
+                log.error(
+                    "The %s process (pid %d) exited with code %s; restarting it in %.0f s.",
+                    name, child.pid, code, pause,
+                )
+                if stop.wait(pause):
+                    return
+                self.children[position] = self._launch(args, name)
 
     def stop(self) -> None:
         """Stop services, then engines."""
@@ -86,6 +109,14 @@ class Stack:
         return f"http://{self.settings.host}:{self.settings.port}"
 
     def _spawn(self, args: list[str], name: str) -> None:
+        self.children.append(self._launch(args, name))
+
+    def _launch(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
+        """Start one service process, after stopping what an earlier run left of it."""
+        run_dir = Path(self.settings.data_dir) / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        pid_file = run_dir / f"{name}.pid"
+        stop_leftover_service(pid_file)
         env = {**os.environ, **settings_environment(self.settings)}
         log_path = Path(self.settings.data_dir) / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +128,9 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 preexec_fn=lambda: die_with_parent(signal.SIGTERM),
             )
-        self.children.append(child)
+        pid_file.write_text(str(child.pid))
+        self._commands[child.pid] = (args, name)
+        return child
 
     def _wait_for_gateway(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -114,6 +147,24 @@ class Stack:
                 pass
             time.sleep(0.2)
         raise EngineError(f"the gateway did not answer on {self.url} within {timeout:.0f} s")
+
+
+def stop_leftover_service(pid_file: Path, timeout: float = 15.0) -> None:
+    """Stop a c360 service process an earlier run on this data folder left behind (a killed
+    parent's children get SIGTERM, but one stuck on a dead engine may not exit)."""
+    try:
+        process = psutil.Process(int(pid_file.read_text().strip()))
+        if "c360.appliance.cli" not in " ".join(process.cmdline()):
+            return
+    except (FileNotFoundError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return
+    log.warning("Stopping a c360 process (pid %d) left by an earlier run.", process.pid)
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

@@ -4,6 +4,7 @@ feed them from the bus. Start more worker processes to scale out."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -27,6 +28,9 @@ MAINTENANCE_CHANCE = MAINTENANCE_SCALE // 50
 
 #: Dramatiq queues of the stage actors (see c360.stages.actors).
 QUEUE_F1, QUEUE_F2, QUEUE_F3, QUEUE_LAKE = "c360-f1", "c360-f2", "c360-f3", "c360-lake"
+
+#: Exit status of a worker that had to leave without Dramatiq's clean stop.
+EXIT_STUCK = 3
 
 #: On shutdown, in-flight actor messages get this long; unfinished ones are re-delivered later.
 STOP_TIMEOUT_MS = 10_000
@@ -87,6 +91,19 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
     stop.wait()
     for thread in threads:
         thread.join(5)
-    worker.stop(timeout=STOP_TIMEOUT_MS)
+    _stop_within(worker, STOP_TIMEOUT_MS / 1000 + 5)
     runtime.close()
     log.info("Worker %d stopped.", index)
+
+
+def _stop_within(worker: dramatiq.Worker, limit_s: float) -> None:
+    """Stop the Dramatiq worker, but never wait past `limit_s`: with Valkey gone, Dramatiq
+    retries its acknowledgements forever, and a worker that cannot exit would outlive the
+    appliance. Messages it could not acknowledge are re-delivered; every stage is idempotent."""
+    stopper = threading.Thread(target=worker.stop, kwargs={"timeout": STOP_TIMEOUT_MS}, daemon=True)
+    stopper.start()
+    stopper.join(limit_s)
+    if stopper.is_alive():
+        log.error("The worker did not stop within %.0f s; exiting without it.", limit_s)
+        logging.shutdown()
+        os._exit(EXIT_STUCK)
