@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import json
-
-import msgspec
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from c360.appliance import logs
 from c360.errors import C360Error, SettingsError
 from c360.settings import Settings, load_settings
@@ -139,7 +138,6 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg
-
     from c360 import migrate
     from c360.appliance.engines import EmbeddedPostgres
 
@@ -151,8 +149,15 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         dsn = engine.dsn
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            changed = migrate.downgrade(conn, args.down) if args.down is not None else migrate.upgrade(conn)
-        print(f"migrations {'rolled back' if args.down is not None else 'applied'}: {changed or 'none'}")
+            changed = (
+                migrate.downgrade(conn, args.down)
+                if args.down is not None
+                else migrate.upgrade(conn)
+            )
+        print(
+            f"migrations {'rolled back' if args.down is not None else 'applied'}: "
+            f"{changed or 'none'}"
+        )
     finally:
         if engine:
             engine.stop()
@@ -166,7 +171,6 @@ def _show_settings(settings: Settings, args: argparse.Namespace) -> int:
 
 def _gateway(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
-
     from c360.api.app import create_app
     from c360.appliance.stack import settings_environment
 
@@ -210,8 +214,12 @@ def _progress_printer() -> Any:
         width = 30
         filled = int(width * done / total) if total else width
         end = "\n" if done >= total else ""
-        print(f"\rreplaying  [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}",
-              end=end, file=sys.stderr, flush=True)
+        print(
+            f"\rreplaying  [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
     return show if sys.stderr.isatty() else None
 
@@ -226,7 +234,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"  profiles          {summary['profiles']:>12,}",
         f"  orders            {summary['orders_total']:>12,}",
         f"  revenue total     {summary['revenue_total']:>12}",
-        f"  events / second   {summary['events_per_second']:>12,}   (replay {summary['replay_seconds']} s)",
+        f"  events / second   {summary['events_per_second']:>12,}"
+        f"   (replay {summary['replay_seconds']} s)",
         f"  end to end        {summary['end_to_end_seconds']:>12} s",
         f"  freshness p50/p95 {summary['freshness_p50_ms']} / {summary['freshness_p95_ms']} ms"
         f"   ({summary['freshness_scope']})",
@@ -241,7 +250,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{summary['api']}/v1/profiles/cdnow-00001"
         )
     print("\n".join(lines))
-
 
 
 if __name__ == "__main__":

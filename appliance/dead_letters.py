@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import dramatiq
 import redis
-
 from c360.adapters.bus import DLQ, EventBus
 
 log = logging.getLogger(__name__)
@@ -42,10 +41,14 @@ class FailureReasons(dramatiq.Middleware):
         if exception is None:
             self.client.hdel(REASONS_KEY, message_id)
         else:
-            self.client.hset(REASONS_KEY, message_id, f"{type(exception).__name__}: {exception}"[:2000])
+            self.client.hset(
+                REASONS_KEY, message_id, f"{type(exception).__name__}: {exception}"[:2000]
+            )
 
 
-def drain(client: redis.Redis, bus: EventBus, queues: list[str], namespace: str = "dramatiq") -> int:
+def drain(
+    client: redis.Redis, bus: EventBus, queues: list[str], namespace: str = "dramatiq"
+) -> int:
     """Publish each dead message to `c360-dlq`, then remove it from Dramatiq; returns the count."""
     moved = 0
     for queue in queues:

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from c360.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -113,15 +112,24 @@ class EmbeddedPostgres:
         self.port = free_port()
         command = [
             str(bin_path / "postgres"),
-            "-D", str(self.pgdata),
-            "-h", "127.0.0.1",
-            "-p", str(self.port),
-            "-c", "unix_socket_directories=",
-            "-c", "max_connections=200",
-            "-c", "shared_buffers=256MB",
-            "-c", "wal_level=minimal",
-            "-c", "max_wal_senders=0",
-            "-c", "max_wal_size=2GB",
+            "-D",
+            str(self.pgdata),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "wal_level=minimal",
+            "-c",
+            "max_wal_senders=0",
+            "-c",
+            "max_wal_size=2GB",
         ]
         log_file = open(self.pgdata / "server.log", "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
@@ -172,8 +180,10 @@ class EmbeddedPostgres:
             subprocess.run(
                 [
                     str(bin_path / "initdb"),
-                    "-D", str(self.pgdata),
-                    "-U", "postgres",
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    "postgres",
                     "--auth=scram-sha-256",
                     f"--pwfile={pwfile}",
                     "--encoding=UTF8",
@@ -233,16 +243,26 @@ class EmbeddedValkey:
         self.socket.unlink(missing_ok=True)
         command = [
             str(get_binary_path()),
-            "--port", "0",
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.dir),
-            "--pidfile", str(pid_file),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(self.dir / "valkey.log"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.dir),
+            "--pidfile",
+            str(pid_file),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.dir / "valkey.log"),
         ]
         self.process = subprocess.Popen(
             command,

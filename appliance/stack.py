@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import psutil
 import psycopg
-
 from c360 import migrate
 from c360.appliance.engines import EmbeddedPostgres, EmbeddedValkey, die_with_parent
 from c360.errors import EngineError
@@ -72,7 +71,10 @@ class Stack:
                 pauses[name] = min(pause, 60.0)
                 log.error(
                     "The %s process (pid %d) exited with code %s; restarting it in %.0f s.",
-                    name, child.pid, code, pause,
+                    name,
+                    child.pid,
+                    code,
+                    pause,
                 )
                 if stop.wait(pause):
                     return

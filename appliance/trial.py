@@ -16,10 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
 import segment.analytics as segment_analytics
-
 from c360 import counters, profile_service
 from c360.appliance.stack import Stack
 from c360.connectors import cdnow
@@ -158,7 +156,8 @@ def _wait_until_current(
             resolved, in_lake = conn.execute(
                 "SELECT (SELECT count(*) FROM events WHERE source = %s"
                 "        AND message_id = ANY(%s) AND profile_id IS NOT NULL),"
-                "       (SELECT count(*) FROM lake_index WHERE source = %s AND message_id = ANY(%s))",
+                "       (SELECT count(*) FROM lake_index"
+                "        WHERE source = %s AND message_id = ANY(%s))",
                 (TRIAL_SOURCE, ids, TRIAL_SOURCE, ids),
             ).fetchone()
         if resolved == len(ids) and in_lake == len(ids):
@@ -209,21 +208,28 @@ def _summary(
     }
 
 
+#: Seconds from receipt at the gateway to resolution into a profile.
+_DELAY = "extract(epoch FROM resolved_at - received_at)"
+
+
 def _freshness(runtime: Runtime, started_wall: float) -> dict[str, Any]:
     """Event-to-profile delay (receipt at the gateway to resolution in F3), this run's events."""
     query = (
         "SELECT count(*),"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - received_at)),"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - received_at))"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY {delay}),"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY {delay})"
         " FROM events WHERE source = %s AND resolved_at IS NOT NULL {where}"
     )
     with runtime.pool.connection() as conn:
         count, p50, p95 = conn.execute(
-            query.format(where="AND received_at >= to_timestamp(%s)"), (TRIAL_SOURCE, started_wall)
+            query.format(delay=_DELAY, where="AND received_at >= to_timestamp(%s)"),
+            (TRIAL_SOURCE, started_wall),
         ).fetchone()
         scope = "this run"
         if not count:  # a replay of stored events resolves nothing new: report the stored ones
-            count, p50, p95 = conn.execute(query.format(where=""), (TRIAL_SOURCE,)).fetchone()
+            count, p50, p95 = conn.execute(
+                query.format(delay=_DELAY, where=""), (TRIAL_SOURCE,)
+            ).fetchone()
             scope = "events stored earlier (this run added none)"
     return {
         "freshness_p50_ms": round(p50 * 1000, 1) if p50 is not None else None,

@@ -9,13 +9,12 @@ import signal
 import threading
 
 import dramatiq
-from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
-
 from c360.adapters.bus import ID_RESOLUTION, RAW_EVENTS
 from c360.appliance import dead_letters
 from c360.runtime import Runtime
 from c360.settings import Settings
 from c360.stages.pump import Pump
+from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +65,36 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
         return lambda: int(broker.client.llen(f"dramatiq:{queue}"))
 
     pumps = [
-        Pump(runtime.bus, RAW_EVENTS, "f2", f"f2-{index}",
-             lambda name, p: actors.persist_events.send(p), depth(QUEUE_F2),
-             settings.batch_size, stop),
-        Pump(runtime.bus, RAW_EVENTS, "lake", f"lake-{index}",
-             lambda name, p: actors.sink_events.send(name, p), depth(QUEUE_LAKE),
-             settings.batch_size * 4, stop),
-        Pump(runtime.bus, ID_RESOLUTION, "f3", f"f3-{index}",
-             lambda name, p: actors.resolve_events.send(p), depth(QUEUE_F3),
-             settings.batch_size, stop),
+        Pump(
+            runtime.bus,
+            RAW_EVENTS,
+            "f2",
+            f"f2-{index}",
+            lambda name, p: actors.persist_events.send(p),
+            depth(QUEUE_F2),
+            settings.batch_size,
+            stop,
+        ),
+        Pump(
+            runtime.bus,
+            RAW_EVENTS,
+            "lake",
+            f"lake-{index}",
+            lambda name, p: actors.sink_events.send(name, p),
+            depth(QUEUE_LAKE),
+            settings.batch_size * 4,
+            stop,
+        ),
+        Pump(
+            runtime.bus,
+            ID_RESOLUTION,
+            "f3",
+            f"f3-{index}",
+            lambda name, p: actors.resolve_events.send(p),
+            depth(QUEUE_F3),
+            settings.batch_size,
+            stop,
+        ),
     ]
     threads = [threading.Thread(target=p.run, name=f"pump-{p.group}", daemon=True) for p in pumps]
     threads.append(

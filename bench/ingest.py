@@ -229,8 +229,14 @@ def _serve(target: str, port: int, valkey_url: str, processes: int) -> int:
 
     if target == "baseline":
         if processes > 1:
-            uvicorn.run("ingest:bare_app", host=HOST, port=port, workers=processes,
-                        app_dir=str(BENCH_DIR), **UVICORN_OPTIONS)
+            uvicorn.run(
+                "ingest:bare_app",
+                host=HOST,
+                port=port,
+                workers=processes,
+                app_dir=str(BENCH_DIR),
+                **UVICORN_OPTIONS,
+            )
         else:
             uvicorn.run(bare_app, host=HOST, port=port, **UVICORN_OPTIONS)
         return 0
@@ -248,8 +254,14 @@ def _serve(target: str, port: int, valkey_url: str, processes: int) -> int:
     )
     if processes > 1:
         os.environ.update(to_environment(settings))
-        uvicorn.run("c360.api.app:app_from_environment", factory=True, host=HOST, port=port,
-                    workers=processes, **UVICORN_OPTIONS)
+        uvicorn.run(
+            "c360.api.app:app_from_environment",
+            factory=True,
+            host=HOST,
+            port=port,
+            workers=processes,
+            **UVICORN_OPTIONS,
+        )
         # the workers' pools cannot be inspected from here; the outbound-TCP check still holds
         print(json.dumps({"postgres_pool_opened": None}), flush=True)
         return 0
@@ -295,8 +307,12 @@ def _run_rounds(servers: Servers, plan: Plan, verbose: bool) -> Runs:
             run = run_phase(servers, target, mode, plan, prefix)
             runs[target, mode].append(run)
             if verbose:
-                print(f"  round {round_index + 1}/{plan.rounds} {target:8} {mode:6} "
-                      f"{_rate(run):>10,.0f} events/s", file=sys.stderr, flush=True)
+                print(
+                    f"  round {round_index + 1}/{plan.rounds} {target:8} {mode:6} "
+                    f"{_rate(run):>10,.0f} events/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return runs
 
 
@@ -306,8 +322,16 @@ def run_phase(servers: Servers, target: str, mode: str, plan: Plan, prefix: str)
     start_at = time.time() + PREPARE_S + plan.warmup_s
     cap = int(MAX_RATE[mode] * (PREPARE_S + plan.warmup_s + plan.duration_s))
     children = [
-        _spawn_loadgen(servers.port(target), mode, plan, start_at, cap, f"{prefix}{index}",
-                       _share(connections, plan.processes, index), index)
+        _spawn_loadgen(
+            servers.port(target),
+            mode,
+            plan,
+            start_at,
+            cap,
+            f"{prefix}{index}",
+            _share(connections, plan.processes, index),
+            index,
+        )
         for index in range(plan.processes)
     ]
     watched = _watch_window(servers, target, start_at, plan.duration_s)
@@ -321,15 +345,38 @@ def _share(total: int, parts: int, index: int) -> int:
 
 
 def _spawn_loadgen(
-    port: int, mode: str, plan: Plan, start_at: float, cap: int, prefix: str, connections: int,
+    port: int,
+    mode: str,
+    plan: Plan,
+    start_at: float,
+    cap: int,
+    prefix: str,
+    connections: int,
     index: int,
 ) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, str(LOADGEN),
-        "--port", str(port), "--mode", mode, "--connections", str(connections),
-        "--start-at", repr(start_at), "--duration", str(plan.duration_s),
-        "--max-requests", str(cap), "--prefix", prefix, "--write-key", WRITE_KEY,
-        "--batch-size", str(BATCH_SIZE), "--seed", str(index + 1),
+        sys.executable,
+        str(LOADGEN),
+        "--port",
+        str(port),
+        "--mode",
+        mode,
+        "--connections",
+        str(connections),
+        "--start-at",
+        repr(start_at),
+        "--duration",
+        str(plan.duration_s),
+        "--max-requests",
+        str(cap),
+        "--prefix",
+        prefix,
+        "--write-key",
+        WRITE_KEY,
+        "--batch-size",
+        str(BATCH_SIZE),
+        "--seed",
+        str(index + 1),
     ]
     if plan.use_gzip:
         command.append("--gzip")
@@ -342,7 +389,9 @@ def _collect(child: subprocess.Popen[bytes]) -> dict[str, Any]:
         out, _ = child.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         child.kill()
-        raise SystemExit("a load generator did not finish within 120 s; the bench is broken")
+        raise SystemExit(
+            "a load generator did not finish within 120 s; the bench is broken"
+        ) from None
     if child.returncode != 0:
         raise SystemExit(f"a load generator failed with exit code {child.returncode}")
     return json.loads(out)
@@ -528,9 +577,15 @@ def summarise(runs: list[PhaseRun], mode: str, plan: Plan) -> dict[str, Any]:
         "valkey_cpu_percent": round(100 * sum(r.valkey_cpu_s for r in runs) / seconds, 1),
         "loadgen_cpu_percent": round(100 * sum(out["cpu_s"] for out in outputs) / seconds, 1),
         # a shared machine: what processes outside this bench took during the windows
-        "other_cpu_percent": round(100 * (
-            sum(r.machine_busy_s - r.server_cpu_s - r.valkey_cpu_s for r in runs)
-            - sum(out["cpu_s"] for out in outputs)) / seconds, 1),
+        "other_cpu_percent": round(
+            100
+            * (
+                sum(r.machine_busy_s - r.server_cpu_s - r.valkey_cpu_s for r in runs)
+                - sum(out["cpu_s"] for out in outputs)
+            )
+            / seconds,
+            1,
+        ),
         "body_bytes": outputs[0]["body_bytes"] if outputs else None,
         "reused_message_ids": any(out["reused_message_ids"] for out in outputs),
     }
@@ -631,8 +686,12 @@ def render(report: dict[str, Any]) -> str:
         for target in ("gateway", "baseline"):
             lines.append(_row(f"{label[:17]:17} {target:9}", report[f"{target}_{mode}"]))
         lines.append(f"{'':18}{'ratio':9}{report[f'ratio_{mode}']:>10.3f}x  (gateway / bare ASGI)")
-    lines += ["", "CPU columns: percent of one core during the measured windows; 'other' is every",
-              "process outside the bench (a busy 'other' makes the absolute figures low).", ""]
+    lines += [
+        "",
+        "CPU columns: percent of one core during the measured windows; 'other' is every",
+        "process outside the bench (a busy 'other' makes the absolute figures low).",
+        "",
+    ]
     lines += _check_lines(report)
     lines += _target_lines(report)
     return "\n".join(lines)
@@ -667,12 +726,16 @@ def _check_lines(report: dict[str, Any]) -> list[str]:
     for key in ("gateway_batch", "gateway_single", "baseline_batch", "baseline_single"):
         phase = report[key]
         if phase["errors"] or phase["non_200"]:
-            lines.append(f"{key}: {phase['non_200']} non-200 in the window, statuses "
-                         f"{phase['status_counts']}, {phase['errors']} errors "
-                         f"{phase['error_samples']}")
+            lines.append(
+                f"{key}: {phase['non_200']} non-200 in the window, statuses "
+                f"{phase['status_counts']}, {phase['errors']} errors "
+                f"{phase['error_samples']}"
+            )
         if phase["loadgen_late_s"] > 0:
-            lines.append(f"{key}: a load generator started {phase['loadgen_late_s']} s into "
-                         "its window (no warm-up); raise PREPARE_S")
+            lines.append(
+                f"{key}: a load generator started {phase['loadgen_late_s']} s into "
+                "its window (no warm-up); raise PREPARE_S"
+            )
     return lines
 
 
@@ -704,20 +767,40 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one short round (under a minute)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--gzip", action="store_true", help="send gzip-compressed bodies")
-    parser.add_argument("--client-ips", choices=("public", "private"), default="public",
-                        help="addresses in context.ip (default public, as real traffic)")
+    parser.add_argument(
+        "--client-ips",
+        choices=("public", "private"),
+        default="public",
+        help="addresses in context.ip (default public, as real traffic)",
+    )
     parser.add_argument("--rounds", type=int, help="rounds of the four phases (default 3; quick 1)")
     parser.add_argument("--duration", type=float, help="measured seconds per phase (10; quick 5)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per phase (2; quick 1)")
-    parser.add_argument("--batch-connections", type=int, default=16,
-                        help="concurrent connections sending batches (default 16)")
-    parser.add_argument("--single-connections", type=int, default=32,
-                        help="concurrent connections sending single events (default 32)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="load-generator processes sharing the connections (default 1)")
-    parser.add_argument("--server-processes", type=int, default=1,
-                        help="processes per server, gateway and baseline alike, as "
-                             "C360_GATEWAY_PROCESSES sets for `c360 gateway` (default 1)")
+    parser.add_argument(
+        "--batch-connections",
+        type=int,
+        default=16,
+        help="concurrent connections sending batches (default 16)",
+    )
+    parser.add_argument(
+        "--single-connections",
+        type=int,
+        default=32,
+        help="concurrent connections sending single events (default 32)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="load-generator processes sharing the connections (default 1)",
+    )
+    parser.add_argument(
+        "--server-processes",
+        type=int,
+        default=1,
+        help="processes per server, gateway and baseline alike, as "
+        "C360_GATEWAY_PROCESSES sets for `c360 gateway` (default 1)",
+    )
     parser.add_argument("--serve", choices=("gateway", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--valkey-url", help=argparse.SUPPRESS)

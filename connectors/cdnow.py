@@ -56,8 +56,18 @@ def fetch(cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     wheels = list(cache_dir.glob("[Ll]ifetimes-*.whl"))
     if not wheels:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "-d", str(cache_dir), "lifetimes==0.11.3", "-q"]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(cache_dir),
+            "lifetimes==0.11.3",
+            "-q",
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         wheels = list(cache_dir.glob("[Ll]ifetimes-*.whl"))
         if done.returncode != 0 or not wheels:

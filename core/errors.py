@@ -1,14 +1,14 @@
 """The c360 exception tree.
 
-    C360Error
-    ├── SettingsError        a setting is missing or invalid; the message names it
-    ├── PluginError          a plugin failed to load or implements an unknown hook
-    ├── EngineError          an embedded engine could not start or stop
-    ├── AdapterError         a bus, lake, store or cache call failed (driver error as __cause__)
-    │   └── BusUnavailable   the event bus cannot take writes right now
-    └── InputError           something a client sent is not acceptable (HTTP 4xx)
-        ├── PayloadTooLarge  over the event or batch size limit
-        └── Unauthorized     no valid write key or token
+C360Error
+├── SettingsError        a setting is missing or invalid; the message names it
+├── PluginError          a plugin failed to load or implements an unknown hook
+├── EngineError          an embedded engine could not start or stop
+├── AdapterError         a bus, lake, store or cache call failed (driver error as __cause__)
+│   └── BusUnavailable   the event bus cannot take writes right now
+└── InputError           something a client sent is not acceptable (HTTP 4xx)
+    ├── PayloadTooLarge  over the event or batch size limit
+    └── Unauthorized     no valid write key or token
 """
 
 from __future__ import annotations

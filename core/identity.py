@@ -73,7 +73,9 @@ class Resolver:
     def resolve(self, fact: EventFact) -> ProfileState:
         """Attach one event to its profile (creating or merging as the rules say)."""
         identifiers = sorted(fact.identifiers, key=lambda item: _rank(item[0]))
-        event_unique = {kind: value for kind, value, _raw in identifiers if kind in UNIQUE_PER_PROFILE}
+        event_unique = {
+            kind: value for kind, value, _raw in identifiers if kind in UNIQUE_PER_PROFILE
+        }
         event_known = any(TRUST.get(kind) == STRONG for kind, _value, _raw in identifiers)
         target: ProfileState | None = None
         skipped: list[tuple[IdKey, uuid.UUID]] = []

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import pluggy
-
 from c360 import hookspecs
 from c360.errors import PluginError
 
@@ -28,7 +27,10 @@ BUILTIN_PLUGINS = (
 
 
 def make_plugin_manager(
-    builtins: Iterable[str] = BUILTIN_PLUGINS, *, entry_points: bool = True, extra: Iterable[object] = ()
+    builtins: Iterable[str] = BUILTIN_PLUGINS,
+    *,
+    entry_points: bool = True,
+    extra: Iterable[object] = (),
 ) -> pluggy.PluginManager:
     """A checked plugin manager with the built-ins, outside plugins and `extra` objects."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)

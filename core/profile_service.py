@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from psycopg.rows import dict_row
-
 from c360.errors import AdapterError
 from c360.events.identifiers import normalise_email, normalise_id, normalise_phone
 from c360.runtime import Runtime
 from c360.stages.f3_resolve import load_documents
+from psycopg.rows import dict_row
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +43,11 @@ def get_profile(runtime: Runtime, reference: str) -> dict[str, Any] | None:
 
 def list_profiles(runtime: Runtime, filters: ProfileFilter) -> list[dict[str, Any]]:
     """Live profiles matching the filters, most valuable (or most recent) first."""
-    order = {"revenue": "revenue DESC", "last_seen": "last_seen DESC NULLS LAST",
-             "orders": "order_count DESC"}[filters.order_by]
+    order = {
+        "revenue": "revenue DESC",
+        "last_seen": "last_seen DESC NULLS LAST",
+        "orders": "order_count DESC",
+    }[filters.order_by]
     clauses, params = ["merged_into IS NULL"], []
     if filters.min_orders is not None:
         clauses.append("order_count >= %s")

@@ -10,8 +10,6 @@ from functools import cached_property
 
 import pluggy
 import redis
-from psycopg_pool import ConnectionPool
-
 from c360.adapters.bus import EventBus
 from c360.adapters.bus_valkey import ValkeyBus
 from c360.adapters.cache import ProfileCache
@@ -22,6 +20,7 @@ from c360.adapters.lake_parquet import LocalParquetLake
 from c360.errors import SettingsError
 from c360.plugins_manager import default_manager
 from c360.settings import Settings
+from psycopg_pool import ConnectionPool
 
 
 @dataclasses.dataclass
@@ -33,9 +32,13 @@ class Runtime:
 
     def __post_init__(self) -> None:
         if not self.settings.postgres_dsn:
-            raise SettingsError("postgres_dsn is not set: start the embedded engines or set C360_POSTGRES_DSN")
+            raise SettingsError(
+                "postgres_dsn is not set: start the embedded engines or set C360_POSTGRES_DSN"
+            )
         if not self.settings.valkey_url:
-            raise SettingsError("valkey_url is not set: start the embedded engines or set C360_VALKEY_URL")
+            raise SettingsError(
+                "valkey_url is not set: start the embedded engines or set C360_VALKEY_URL"
+            )
 
     @cached_property
     def pool(self) -> ConnectionPool:

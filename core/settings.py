@@ -18,7 +18,6 @@ from typing import Any, get_type_hints
 
 import phonenumbers
 import platformdirs
-
 from c360.errors import SettingsError
 
 ENV_PREFIX = "C360_"
@@ -176,7 +175,9 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return found
 
 
-def _toml_path(given: dict[str, Any], env: dict[str, Any], environ: Mapping[str, str]) -> Path | None:
+def _toml_path(
+    given: dict[str, Any], env: dict[str, Any], environ: Mapping[str, str]
+) -> Path | None:
     if environ.get("C360_CONFIG"):
         return Path(environ["C360_CONFIG"])
     data_dir = given.get("data_dir") or env.get("data_dir")

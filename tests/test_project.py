@@ -62,3 +62,16 @@ def test_no_stage_imports_another_stage():
         source = (ROOT / "core" / "stages" / f"{name}.py").read_text()
         offenders += [f"{name} -> {other}" for other in stages - {name} if other in source]
     assert offenders == []
+
+
+def test_the_code_is_formatted_and_passes_the_linter():
+    import subprocess
+    import sys
+
+    ruff = [sys.executable, "-m", "ruff"]
+    lint = subprocess.run([*ruff, "check", "--quiet", str(ROOT)], capture_output=True, text=True)
+    form = subprocess.run(
+        [*ruff, "format", "--check", "--quiet", str(ROOT)], capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout
+    assert form.returncode == 0, f"run `ruff format .`:\n{form.stdout}"

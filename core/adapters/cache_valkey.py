@@ -9,7 +9,6 @@ from typing import Any
 
 import msgspec
 import redis
-
 from c360.errors import AdapterError
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")

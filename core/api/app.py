@@ -7,12 +7,6 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from litestar import Litestar, Request, Response, get
-from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
-from litestar.exceptions import HTTPException
-from litestar.middleware import DefineMiddleware
-
 from c360.adapters.bus_valkey import AsyncValkeyBus
 from c360.api.gateway import make_handlers
 from c360.api.gzip import GzipRequestMiddleware
@@ -22,6 +16,11 @@ from c360.events.model import MAX_BATCH_BYTES
 from c360.plugins_manager import default_manager
 from c360.runtime import Runtime
 from c360.settings import Settings, load_settings
+from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from litestar import Request, Response, post
-from litestar.datastructures import State
-
 from c360 import counters
 from c360.adapters.bus import DLQ, RAW_EVENTS
 from c360.errors import InputError, Unauthorized
 from c360.events.f1 import IngestContext, ParsedRequest, ingest, parse_request
 from c360.events.model import Rejection, encode
+from litestar import Request, Response, post
+from litestar.datastructures import State
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +80,14 @@ def _source_from_header(request: Request, write_keys: dict[str, str]) -> str | N
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
-        raise Unauthorized("invalid_auth", "the Authorization header is not valid Basic auth") from exc
+        raise Unauthorized(
+            "invalid_auth", "the Authorization header is not valid Basic auth"
+        ) from exc
     key = decoded.partition(":")[0]
     if key not in write_keys:
-        raise Unauthorized("unknown_write_key", "the write key is not known; check the source's key")
+        raise Unauthorized(
+            "unknown_write_key", "the write key is not known; check the source's key"
+        )
     return write_keys[key]
 
 
@@ -95,7 +98,9 @@ def _source_from_body(parsed: ParsedRequest, write_keys: dict[str, str]) -> str:
             "send the source's write key as the Basic-auth user or as `writeKey` in the body",
         )
     if parsed.write_key not in write_keys:
-        raise Unauthorized("unknown_write_key", "the write key is not known; check the source's key")
+        raise Unauthorized(
+            "unknown_write_key", "the write key is not known; check the source's key"
+        )
     return write_keys[parsed.write_key]
 
 

@@ -43,7 +43,9 @@ class GzipRequestMiddleware:
                 "500 KB: send fewer events per request",
             )
             return
-        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")]
+        headers = [
+            (k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")
+        ]
         headers.append((b"content-length", str(len(inflated)).encode()))
         sent = False
 
@@ -77,7 +79,10 @@ async def _reject(send: Any, code: str, message: str) -> None:
         {
             "type": "http.response.start",
             "status": 400,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": payload})

@@ -6,13 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from litestar import Request, get
-from litestar.datastructures import State
-from litestar.exceptions import NotFoundException
-
 from c360.errors import InputError, Unauthorized
 from c360.events.money import read_money
 from c360.profile_service import ProfileFilter, get_profile, list_profiles
+from litestar import Request, get
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
 
 
 def _require_token(request: Request, state: State) -> None:
@@ -21,7 +20,9 @@ def _require_token(request: Request, state: State) -> None:
         raise Unauthorized("api_disabled", "no API token is configured: set C360_API_TOKENS")
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer ") or header[7:].strip() not in tokens:
-        raise Unauthorized("invalid_token", "send `Authorization: Bearer <token>` with a valid token")
+        raise Unauthorized(
+            "invalid_token", "send `Authorization: Bearer <token>` with a valid token"
+        )
 
 
 @get("/v1/profiles/{reference:str}", sync_to_thread=True)

@@ -15,7 +15,6 @@ from typing import Any
 
 import msgspec
 import pluggy
-
 from c360.errors import InputError, PayloadTooLarge
 from c360.events import text
 from c360.events.identifiers import is_placeholder, normalise_id
@@ -268,7 +267,8 @@ def _id_field(data: dict[str, Any], name: str) -> str | None:
     normalised = normalise_id(value)
     if normalised is None and not (isinstance(value, str) and not value.strip()):
         raise InputError(
-            f"invalid_{name}", f"`{name}` must be a string or an integer; got {type(value).__name__}"
+            f"invalid_{name}",
+            f"`{name}` must be a string or an integer; got {type(value).__name__}",
         )
     return normalised
 

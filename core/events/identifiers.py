@@ -21,7 +21,13 @@ UNIQUE_PER_PROFILE = frozenset({"user_id", "crm_id"})
 
 #: Trust levels: strong identifiers may merge profiles; weak ones only attach anonymous ones.
 STRONG, WEAK = 2, 1
-TRUST = {"user_id": STRONG, "crm_id": STRONG, "email": STRONG, "phone": STRONG, "anonymous_id": WEAK}
+TRUST = {
+    "user_id": STRONG,
+    "crm_id": STRONG,
+    "email": STRONG,
+    "phone": STRONG,
+    "anonymous_id": WEAK,
+}
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ZEROS_AND_DASHES = re.compile(r"^[0\-_.\s]*$")

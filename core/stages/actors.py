@@ -11,7 +11,6 @@ from datetime import datetime
 import dramatiq
 import psycopg
 import redis
-
 from c360.adapters.bus import DLQ, RAW_EVENTS
 from c360.errors import AdapterError
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
@@ -59,7 +58,9 @@ def isolate_failures(
         if len(payloads) == 1:
             raise
         middle = len(payloads) // 2
-        log.warning("A batch of %d failed; retrying its halves apart.", len(payloads), exc_info=True)
+        log.warning(
+            "A batch of %d failed; retrying its halves apart.", len(payloads), exc_info=True
+        )
         retry_halves(payloads[:middle])
         retry_halves(payloads[middle:])
 
@@ -87,6 +88,8 @@ def ingest_events(source: str, received_at: str, events: list[str]) -> None:
     """F1 for events from connectors (not HTTP): validate, enrich, publish like the gateway."""
     runtime = _runtime()
     ctx = IngestContext(source=source, received_at=datetime.fromisoformat(received_at))
-    result = ingest(ParsedRequest(events=[e.encode() for e in events]), ctx, runtime.settings, runtime.hooks)
+    result = ingest(
+        ParsedRequest(events=[e.encode() for e in events]), ctx, runtime.settings, runtime.hooks
+    )
     runtime.bus.publish(RAW_EVENTS, [(e.customer_key, encode(e)) for e in result.accepted])
     runtime.bus.publish(DLQ, [(r.source, encode(r)) for r in result.rejected])

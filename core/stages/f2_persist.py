@@ -66,7 +66,9 @@ def _columns(runtime: Runtime, events: list[Event]) -> list[list]:
     hook = runtime.hooks.c360_event_identifiers
     columns: list[list] = [[] for _ in range(13)]
     for event in events:
-        identifiers = [ident for found in hook(event=event, settings=runtime.settings) for ident in found]
+        identifiers = [
+            ident for found in hook(event=event, settings=runtime.settings) for ident in found
+        ]
         revenue = None
         if event.type == "track" and (event.event or "").strip().lower() in ORDER_EVENTS:
             revenue, _warning = order_value(event.properties)

@@ -16,14 +16,13 @@ from typing import Any
 
 import msgspec
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
-
 from c360.adapters.bus import UPDATED_PROFILES
 from c360.events.identifiers import TRUST, UNIQUE_PER_PROFILE
 from c360.identity import IdKey, Resolver
 from c360.profiles import EventFact, ProfileState, document
 from c360.runtime import Runtime
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,9 @@ def _resolve_in_transaction(
     facts = _load_unresolved(conn, keys)
     if not facts:
         return 0, []
-    identifiers = sorted({(kind, value) for fact in facts for kind, value, _raw in fact.identifiers})
+    identifiers = sorted(
+        {(kind, value) for fact in facts for kind, value, _raw in fact.identifiers}
+    )
     _lock_identifiers(conn, identifiers)
     owners = _owners(conn, identifiers)
     profiles = _lock_profiles(conn, set(owners.values()))
@@ -274,9 +275,12 @@ def _write_merges(cur: psycopg.Cursor, resolver: Resolver) -> None:
             (surviving, merge.merged, merge.merged),
         )
         cur.execute(
-            "UPDATE identifiers SET profile_id = %s WHERE profile_id = %s", (surviving, merge.merged)
+            "UPDATE identifiers SET profile_id = %s WHERE profile_id = %s",
+            (surviving, merge.merged),
         )
-        cur.execute("UPDATE events SET profile_id = %s WHERE profile_id = %s", (surviving, merge.merged))
+        cur.execute(
+            "UPDATE events SET profile_id = %s WHERE profile_id = %s", (surviving, merge.merged)
+        )
         cur.execute(
             "INSERT INTO merges (surviving_id, merged_id, rule, evidence, source, message_id)"
             " VALUES (%s, %s, %s, %s, %s, %s)",

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-
 from c360.adapters.bus import Delivery, EventBus
 from c360.errors import AdapterError
 
@@ -59,23 +58,28 @@ class Pump:
 
 
 def _batches(deliveries: list[Delivery], size: int) -> list[tuple[str, list[str]]]:
-    """Group entries per stream into batches of about `size`, named by their entry ids."""
-    batches: list[tuple[str, list[str]]] = []
+    """Group entries per stream into batches of about `size` events (an entry is never split),
+    each named after its stream's partition and its first and last entry ids."""
     by_stream: dict[str, list[Delivery]] = {}
     for delivery in deliveries:
         by_stream.setdefault(delivery.stream, []).append(delivery)
+
+    batches: list[tuple[str, list[str]]] = []
     for stream, entries in by_stream.items():
-        current: list[str] = []
-        first = entries[0].entry_id
+        group: list[Delivery] = []
         for delivery in entries:
-            if current and len(current) + len(delivery.payloads) > size:
-                batches.append((_name(stream, first, current_last), current))
-                current, first = [], delivery.entry_id
-            current.extend(p.decode() for p in delivery.payloads)
-            current_last = delivery.entry_id
-        if current:
-            batches.append((_name(stream, first, current_last), current))
+            if group and sum(len(d.payloads) for d in group) + len(delivery.payloads) > size:
+                batches.append(_batch(stream, group))
+                group = []
+            group.append(delivery)
+        if group:
+            batches.append(_batch(stream, group))
     return batches
+
+
+def _batch(stream: str, group: list[Delivery]) -> tuple[str, list[str]]:
+    payloads = [payload.decode() for delivery in group for payload in delivery.payloads]
+    return _name(stream, group[0].entry_id, group[-1].entry_id), payloads
 
 
 def _name(stream: str, first: str, last: str) -> str:

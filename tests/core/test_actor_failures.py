@@ -6,7 +6,6 @@ from collections import deque
 
 import psycopg
 import pytest
-
 from c360.stages import actors
 
 
@@ -64,8 +63,14 @@ def test_events_from_a_connector_go_through_the_same_f1_as_http(bound):
     from c360.adapters.bus import DLQ, RAW_EVENTS
     from c360.events.model import decode_event
 
-    good = json.dumps({"type": "identify", "userId": "crm-42", "messageId": "c-1",
-                       "traits": {"email": "lan@example.vn"}})
+    good = json.dumps(
+        {
+            "type": "identify",
+            "userId": "crm-42",
+            "messageId": "c-1",
+            "traits": {"email": "lan@example.vn"},
+        }
+    )
     bad = json.dumps({"type": "identify", "messageId": "c-2", "traits": {}})
 
     actors.ingest_events.fn("hubspot", "2026-12-01T08:00:00+00:00", [good, bad])

@@ -8,7 +8,6 @@ from collections import defaultdict
 
 import pytest
 import redis.asyncio as aioredis
-
 from c360.adapters.bus import RAW_EVENTS
 from c360.adapters.bus_valkey import AsyncValkeyBus, ValkeyBus, stream_names
 
@@ -117,7 +116,9 @@ def test_consume_returns_own_pending_entries_again_after_a_crash(runtime):
     again = restarted.consume(TOPIC, GROUP, "worker-1", count=10, block_ms=10)
 
     assert {(d.stream, d.entry_id) for d in again} == {(d.stream, d.entry_id) for d in first}
-    assert sorted(p for d in again for p in d.payloads) == sorted(p for d in first for p in d.payloads)
+    assert sorted(p for d in again for p in d.payloads) == sorted(
+        p for d in first for p in d.payloads
+    )
     restarted.ack(GROUP, again)
     fresh = restarted.consume(TOPIC, GROUP, "worker-1", count=10, block_ms=10)
     assert [p for d in fresh for p in d.payloads] == [message("k-1", 4)[1]]
@@ -168,9 +169,13 @@ def test_any_partition_count_keeps_each_key_together(runtime, partitions):
     bus.publish("t-test", [message(f"k-{n % 5}", n) for n in range(30)])
 
     placed = {
-        stream: [p for _id, fields in runtime.valkey.xrange(stream) for p in fields[b"d"].split(b"\n")]
+        stream: [
+            p for _id, fields in runtime.valkey.xrange(stream) for p in fields[b"d"].split(b"\n")
+        ]
         for stream in stream_names("t-test", partitions)
     }
     for k in range(5):
-        streams = {s for s, payloads in placed.items() if any(f'"k-{k}"'.encode() in p for p in payloads)}
+        streams = {
+            s for s, payloads in placed.items() if any(f'"k-{k}"'.encode() in p for p in payloads)
+        }
         assert len(streams) == 1

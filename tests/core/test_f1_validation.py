@@ -10,7 +10,6 @@ from typing import Any
 
 import pluggy
 import pytest
-
 from c360.events.f1 import IngestContext, ParsedRequest, ingest, validate_and_enrich
 from c360.events.model import Event, Rejection, decode_event, encode
 from c360.plugins_manager import default_manager
@@ -83,9 +82,7 @@ def test_an_event_with_neither_user_id_nor_anonymous_id_is_rejected(plain_settin
 
 
 def test_a_user_id_that_is_an_object_is_rejected_naming_the_field(plain_settings, hooks):
-    rejection = _rejected(
-        _run(plain_settings, hooks, _track(userId={"id": 1})), "invalid_userId"
-    )
+    rejection = _rejected(_run(plain_settings, hooks, _track(userId={"id": 1})), "invalid_userId")
 
     assert "userId" in rejection.reason
 
@@ -121,9 +118,7 @@ def test_a_placeholder_user_id_alone_does_not_identify_anyone(plain_settings, ho
 def test_a_placeholder_user_id_with_an_anonymous_id_is_keyed_by_the_anonymous_id(
     plain_settings, hooks, placeholder
 ):
-    event = _accepted(
-        _run(plain_settings, hooks, _track(userId=placeholder, anonymousId="anon-1"))
-    )
+    event = _accepted(_run(plain_settings, hooks, _track(userId=placeholder, anonymousId="anon-1")))
 
     assert event.customer_key == "anon-1"
 
@@ -272,8 +267,10 @@ def test_a_message_id_that_is_blank_or_not_text_is_rejected(plain_settings, hook
 
 
 def test_a_lone_surrogate_is_replaced_not_rejected(plain_settings, hooks):
-    raw = b'{"type": "track", "event": "x\\ud800", "userId": "u-1", "messageId": "m-1",' \
+    raw = (
+        b'{"type": "track", "event": "x\\ud800", "userId": "u-1", "messageId": "m-1",'
         b' "properties": {"note": "a\\udc00b", "\\ud83d": 1}}'
+    )
 
     event = _accepted(_run(plain_settings, hooks, raw))
 
@@ -302,8 +299,10 @@ def test_invalid_utf8_bytes_are_replaced_not_rejected(plain_settings, hooks):
 
 
 def test_every_string_of_an_accepted_event_encodes_as_valid_utf8(plain_settings, hooks):
-    raw = b'{"type": "track", "event": "x\\udfff", "userId": "u\xfe",' \
+    raw = (
+        b'{"type": "track", "event": "x\\udfff", "userId": "u\xfe",'
         b' "properties": {"a": ["\\ud800"]}}'
+    )
 
     event = _accepted(_run(plain_settings, hooks, raw))
 
@@ -390,9 +389,7 @@ def test_batch_sent_at_corrects_the_clock_skew(plain_settings, hooks):
     # The device clock is 2 h 0.123 s behind: sentAt reads 03:06:07.767 when it is 05:06:07.890.
     raw = _track(timestamp="2026-03-04T03:00:00.000Z")
 
-    event = _accepted(
-        _run(plain_settings, hooks, raw, batch_sent_at="2026-03-04T03:06:07.767Z")
-    )
+    event = _accepted(_run(plain_settings, hooks, raw, batch_sent_at="2026-03-04T03:06:07.767Z"))
 
     assert event.timestamp == datetime(2026, 3, 4, 5, 0, 0, 123_000, tzinfo=UTC)
     assert event.original_timestamp == datetime(2026, 3, 4, 3, 0, tzinfo=UTC)
@@ -401,9 +398,7 @@ def test_batch_sent_at_corrects_the_clock_skew(plain_settings, hooks):
 def test_an_event_sent_at_wins_over_the_batch_sent_at(plain_settings, hooks):
     raw = _track(timestamp="2026-03-04T05:00:00.000Z", sentAt="2026-03-04T05:06:07.890Z")
 
-    event = _accepted(
-        _run(plain_settings, hooks, raw, batch_sent_at="2026-03-04T01:00:00.000Z")
-    )
+    event = _accepted(_run(plain_settings, hooks, raw, batch_sent_at="2026-03-04T01:00:00.000Z"))
 
     assert event.timestamp == datetime(2026, 3, 4, 5, 0, tzinfo=UTC)
 
@@ -451,8 +446,10 @@ def test_an_unreadable_revenue_is_accepted_with_a_warning(plain_settings, hooks)
 
 
 def test_a_revenue_with_a_fraction_stays_an_exact_decimal(plain_settings, hooks):
-    raw = b'{"type": "track", "event": "Order Completed", "userId": "u", "messageId": "m",' \
+    raw = (
+        b'{"type": "track", "event": "Order Completed", "userId": "u", "messageId": "m",'
         b' "properties": {"revenue": 19.99}}'
+    )
 
     event = _accepted(_run(plain_settings, hooks, raw))
 
@@ -461,8 +458,10 @@ def test_a_revenue_with_a_fraction_stays_an_exact_decimal(plain_settings, hooks)
 
 
 def test_an_overflowing_revenue_is_flagged(plain_settings, hooks):
-    raw = b'{"type": "track", "event": "Order Completed", "userId": "u", "messageId": "m",' \
+    raw = (
+        b'{"type": "track", "event": "Order Completed", "userId": "u", "messageId": "m",'
         b' "properties": {"revenue": 1e400}}'
+    )
 
     event = _accepted(_run(plain_settings, hooks, raw))
 

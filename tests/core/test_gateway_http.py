@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from litestar.testing import TestClient
-
 from c360.adapters.bus import DLQ, ID_RESOLUTION, RAW_EVENTS, UPDATED_PROFILES
 from c360.api.app import create_app
 from c360.events.model import decode_any, decode_event
+from litestar.testing import TestClient
 
 WRITE_KEY = "test-write-key-1"
 OTHER_WRITE_KEY = "test-write-key-2"
@@ -129,7 +128,11 @@ def test_a_gzip_body_is_inflated_before_parsing(client, runtime):
     response = client.post(
         "/v1/batch",
         content=gzip.compress(body.encode()),
-        headers={**basic(WRITE_KEY), "Content-Encoding": "gzip", "Content-Type": "application/json"},
+        headers={
+            **basic(WRITE_KEY),
+            "Content-Encoding": "gzip",
+            "Content-Type": "application/json",
+        },
     )
 
     assert response.status_code == 200, response.text
@@ -230,7 +233,9 @@ def test_a_bare_nan_is_not_json_and_gets_400(client, runtime, endpoint):
     body = event if endpoint == "track" else '{"batch": [' + event + "]}"
 
     response = client.post(
-        f"/v1/{endpoint}", content=body, headers={**basic(WRITE_KEY), "Content-Type": "application/json"}
+        f"/v1/{endpoint}",
+        content=body,
+        headers={**basic(WRITE_KEY), "Content-Type": "application/json"},
     )
 
     assert response.status_code == 400
@@ -328,7 +333,11 @@ def live_server(runtime) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = uvicorn.Config(
-        create_app(runtime.settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(runtime.settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

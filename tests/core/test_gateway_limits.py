@@ -107,7 +107,9 @@ def test_a_gzip_batch_over_500_kb_once_inflated_gets_400_saying_500_kb(client, r
     body = gzip.compress(batch_of_size(520 * KB))
     assert len(body) < 500 * KB
 
-    response = client.post("/v1/batch", content=body, headers=json_headers(**{"Content-Encoding": "gzip"}))
+    response = client.post(
+        "/v1/batch", content=body, headers=json_headers(**{"Content-Encoding": "gzip"})
+    )
 
     assert_400_mentions(response, "500 KB")
     assert runtime.bus.read_all(RAW_EVENTS) == []
@@ -118,7 +120,9 @@ def test_a_gzip_bomb_gets_400_not_a_server_error(client, runtime):
     bomb = gzip.compress(inflated, compresslevel=9)
     assert len(bomb) < 64 * KB < 1024 * KB < len(inflated)
 
-    response = client.post("/v1/batch", content=bomb, headers=json_headers(**{"Content-Encoding": "gzip"}))
+    response = client.post(
+        "/v1/batch", content=bomb, headers=json_headers(**{"Content-Encoding": "gzip"})
+    )
 
     assert_400_mentions(response, "500 KB")
     assert runtime.bus.read_all(RAW_EVENTS) == []
@@ -127,7 +131,9 @@ def test_a_gzip_bomb_gets_400_not_a_server_error(client, runtime):
 def test_a_corrupt_gzip_body_gets_400(client, runtime):
     body = gzip.compress(b'{"batch": []}')[:-6] + b"garbage"
 
-    response = client.post("/v1/batch", content=body, headers=json_headers(**{"Content-Encoding": "gzip"}))
+    response = client.post(
+        "/v1/batch", content=body, headers=json_headers(**{"Content-Encoding": "gzip"})
+    )
 
     assert response.status_code == 400
     assert set(response.json()) == {"code", "message"}
@@ -136,7 +142,9 @@ def test_a_corrupt_gzip_body_gets_400(client, runtime):
 def test_a_truncated_gzip_body_gets_400(client, runtime):
     body = gzip.compress(json.dumps({"batch": [{"type": "track", "userId": "u"}]}).encode())[:-10]
 
-    response = client.post("/v1/batch", content=body, headers=json_headers(**{"Content-Encoding": "gzip"}))
+    response = client.post(
+        "/v1/batch", content=body, headers=json_headers(**{"Content-Encoding": "gzip"})
+    )
 
     assert response.status_code == 400
     assert runtime.bus.read_all(RAW_EVENTS) == []

@@ -83,17 +83,29 @@ def test_racing_f3_batches_make_one_profile_per_person_and_exact_totals(runtime)
         if shape == 0:
             event = {"type": "page", "anonymousId": anon, "messageId": f"m-{n}"}
         elif shape == 1:
-            event = {"type": "identify", "userId": user, "anonymousId": anon,
-                     "messageId": f"m-{n}", "traits": {"email": email}}
+            event = {
+                "type": "identify",
+                "userId": user,
+                "anonymousId": anon,
+                "messageId": f"m-{n}",
+                "traits": {"email": email},
+            }
         else:
             amount = Decimal(rng.randrange(1, 10_000)) / 100
-            event = {"type": "track", "event": "Order Completed", "userId": user,
-                     "messageId": f"m-{n}", "properties": {"revenue": str(amount)}}
+            event = {
+                "type": "track",
+                "event": "Order Completed",
+                "userId": user,
+                "messageId": f"m-{n}",
+                "properties": {"revenue": str(amount)},
+            }
             orders[user] += 1
             revenue[user] += amount
         events.append(event)
     ctx = IngestContext(source="web", received_at=datetime(2026, 3, 1, tzinfo=UTC))
-    result = ingest(ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks)
+    result = ingest(
+        ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks
+    )
     f2_persist.persist(runtime, [encode(e) for e in result.accepted])
     refs = [encode(["web", e["messageId"]]) for e in events]
     chunks = [refs[i::6] for i in range(6)] + [refs[::-1][i::6] for i in range(6)]
@@ -102,7 +114,7 @@ def test_racing_f3_batches_make_one_profile_per_person_and_exact_totals(runtime)
     def work(chunk: list[bytes]) -> None:
         try:
             f3_resolve.resolve(runtime, chunk)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(chunk,)) for chunk in chunks]

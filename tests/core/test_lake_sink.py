@@ -1,4 +1,5 @@
-"""The lake sink on real Parquet files, PostgreSQL's lake index and chdb: each event exactly once."""
+"""The lake sink on real Parquet files, PostgreSQL's lake index and chdb: each event exactly
+once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from datetime import UTC, date, datetime
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
 from c360.stages import lake_sink
@@ -19,13 +19,17 @@ DAY_TWO = datetime(2026, 3, 2, 0, 0, 1, tzinfo=UTC)
 
 def payloads(runtime, *events: dict, received_at: datetime = DAY_ONE) -> list[bytes]:
     ctx = IngestContext(source="web", received_at=received_at)
-    result = ingest(ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks)
+    result = ingest(
+        ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks
+    )
     assert not result.rejected, result.rejected
     return [encode(event) for event in result.accepted]
 
 
 def tracks(*message_ids: str) -> list[dict]:
-    return [{"type": "track", "event": "Viewed", "userId": "u-1", "messageId": m} for m in message_ids]
+    return [
+        {"type": "track", "event": "Viewed", "userId": "u-1", "messageId": m} for m in message_ids
+    ]
 
 
 def files(runtime) -> list[str]:
@@ -78,8 +82,15 @@ def test_overlapping_batches_and_replays_in_any_order_leave_each_event_once(runt
     second = payloads(runtime, *tracks("m-3", "m-4"))
     third = payloads(runtime, *tracks("m-1", "m-4", "m-5", "m-5"))
 
-    for name, batch in [("a", first), ("b", second), ("a", first), ("c", third), ("b", second),
-                        ("c", third), ("a", first)]:
+    for name, batch in [
+        ("a", first),
+        ("b", second),
+        ("a", first),
+        ("c", third),
+        ("b", second),
+        ("c", third),
+        ("a", first),
+    ]:
         lake_sink.sink(runtime, name, batch)
 
     expected = Counter({f"m-{n}": 1 for n in range(1, 6)})
@@ -151,7 +162,8 @@ def test_the_lake_keeps_the_event_payload_and_times(runtime):
     lake_sink.sink(runtime, "b1", batch)
 
     (row,) = runtime.lake_query.query(
-        "SELECT timestamp, received_at, JSONExtractString(payload, 'properties', 'note') FROM {lake}"
+        "SELECT timestamp, received_at, JSONExtractString(payload, 'properties', 'note')"
+        " FROM {lake}"
     )
     assert _utc(row[0]) == datetime(2026, 2, 28, 10, 0, 0, 123000, tzinfo=UTC)
     assert _utc(row[1]) == DAY_ONE

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from c360 import hookspecs
 from c360.errors import C360Error, PluginError
 from c360.events.model import Event, encode
@@ -105,9 +104,7 @@ def test_the_default_manager_is_built_once():
 
 
 def test_every_hook_has_a_one_line_docstring():
-    hooks = [
-        value for name, value in vars(hookspecs).items() if name.startswith("c360_")
-    ]
+    hooks = [value for name, value in vars(hookspecs).items() if name.startswith("c360_")]
 
     assert hooks
     for hook in hooks:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
 from c360.stages import f2_persist, f3_resolve
@@ -17,7 +16,9 @@ RECEIVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def run(runtime, *events: dict) -> None:
     ctx = IngestContext(source="web", received_at=RECEIVED)
-    result = ingest(ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks)
+    result = ingest(
+        ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks
+    )
     assert not result.rejected, result.rejected
     f2_persist.persist(runtime, [encode(e) for e in result.accepted])
     f3_resolve.resolve(runtime, [encode([e.source, e.message_id]) for e in result.accepted])
@@ -248,9 +249,8 @@ def test_profiles_are_read_from_postgresql_when_the_cache_is_unreachable(runtime
     import dataclasses
     import socket
 
-    from litestar.testing import TestClient
-
     from c360.api.app import create_app
+    from litestar.testing import TestClient
 
     closed = tmp_path / "closed.sock"
     listener = socket.socket(socket.AF_UNIX)

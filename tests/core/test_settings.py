@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from c360.errors import C360Error, SettingsError
 from c360.settings import Settings, load_settings
 
@@ -167,7 +166,7 @@ def test_a_bad_earliest_event_time_is_refused_naming_the_setting():
 def test_a_missing_config_file_is_refused_naming_it(tmp_path):
     missing = tmp_path / "missing.toml"
 
-    with pytest.raises(SettingsError, match="missing.toml"):
+    with pytest.raises(SettingsError, match=r"missing\.toml"):
         load_settings({}, environ={"C360_CONFIG": str(missing)})
 
 

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import msgspec
-
 from c360.adapters.bus import DLQ, ID_RESOLUTION
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
@@ -18,7 +17,9 @@ RECEIVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def accepted(runtime, *events: dict, source: str = "web") -> list[bytes]:
     """Raw Segment events through F1, as the encoded payloads F2 reads from the bus."""
     ctx = IngestContext(source=source, received_at=RECEIVED)
-    result = ingest(ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks)
+    result = ingest(
+        ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks
+    )
     assert not result.rejected, result.rejected
     return [encode(event) for event in result.accepted]
 
@@ -60,7 +61,10 @@ def test_a_replayed_batch_inserts_nothing_new(runtime):
     inserted = f2_persist.persist(runtime, payloads)
 
     assert inserted == 0
-    assert stored(runtime, "SELECT source, message_id, stored_at, payload FROM events ORDER BY 2") == before
+    assert (
+        stored(runtime, "SELECT source, message_id, stored_at, payload FROM events ORDER BY 2")
+        == before
+    )
 
 
 def test_the_first_copy_of_a_message_id_wins_even_if_a_later_copy_differs(runtime):

@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from psycopg.rows import dict_row
-
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
 from c360.stages import f2_persist, f3_resolve
+from psycopg.rows import dict_row
 
 RECEIVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -75,7 +74,9 @@ def identify(message_id: str, *, user=None, anon=None, ts="2026-02-01T10:00:00Z"
 
 
 def order(message_id: str, user: str, revenue: str, ts="2026-02-01T10:00:00Z") -> dict:
-    return track(message_id, user=user, ts=ts, event="Order Completed", properties={"revenue": revenue})
+    return track(
+        message_id, user=user, ts=ts, event="Order Completed", properties={"revenue": revenue}
+    )
 
 
 def test_two_events_with_the_same_user_id_make_one_profile(runtime):
@@ -195,9 +196,7 @@ NEWER = identify("m-new", user="u-1", ts="2026-01-05T08:00:00Z", name="New Name"
 
 
 @pytest.mark.parametrize("order_", [(OLDER, NEWER), (NEWER, OLDER)], ids=["in-order", "reversed"])
-def test_an_older_trait_never_overwrites_a_newer_one_whatever_the_processing_order(
-    runtime, order_
-):
+def test_an_older_trait_never_overwrites_a_newer_one_whatever_the_processing_order(runtime, order_):
     first, second = order_
     refs = {event["messageId"]: store(runtime, event) for event in (OLDER, NEWER)}
 
@@ -273,8 +272,11 @@ def test_order_count_and_revenue_equal_independent_sums(runtime):
 
 def test_orders_before_and_after_a_merge_add_up_on_the_surviving_profile(runtime):
     run(runtime, order("m-1", "u-1", "10.10"))
-    run(runtime, track("m-2", anon="a-1"), track("m-3", anon="a-1", event="Order Completed",
-                                                   properties={"revenue": "5.05"}))
+    run(
+        runtime,
+        track("m-2", anon="a-1"),
+        track("m-3", anon="a-1", event="Order Completed", properties={"revenue": "5.05"}),
+    )
     run(runtime, identify("m-4", user="u-1", anon="a-1"))
     run(runtime, order("m-5", "u-1", "0.85"))
 

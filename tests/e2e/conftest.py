@@ -7,6 +7,7 @@ and `Decimal`, nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -25,7 +26,6 @@ from typing import Any
 
 import psutil
 import pytest
-
 from c360.appliance.engines import EmbeddedValkey
 from c360.connectors import cdnow
 
@@ -103,10 +103,14 @@ def trial_command(data_dir: Path, dataset: Path, limit: int, serve: bool) -> lis
     command = [
         *c360_command(),
         "trial",
-        "--data-dir", str(data_dir),
-        "--dataset", str(dataset),
-        "--limit", str(limit),
-        "--port", str(free_port()),
+        "--data-dir",
+        str(data_dir),
+        "--dataset",
+        str(dataset),
+        "--limit",
+        str(limit),
+        "--port",
+        str(free_port()),
         "--json",
     ]
     return command if serve else [*command, "--no-serve"]
@@ -280,10 +284,8 @@ def _stop(launched: Launched) -> None:
             process.kill()
             process.wait(EXIT_TIMEOUT_S)
     for child in wait_until_gone(left, EXIT_TIMEOUT_S):
-        try:
+        with contextlib.suppress(psutil.Error):
             child.kill()
-        except psutil.Error:
-            pass
     if process.stdout is not None:
         process.stdout.close()
     remove_socket_dir(launched.data_dir)

@@ -98,7 +98,6 @@ def _accepted(client: redis.Redis) -> int:
         return 0  # Valkey is still starting
 
 
-
 #: Well inside the trial's 600 s catch-up timeout: a trial that lost a process must say so
 #: rather than wait for events that can never arrive.
 FAIL_FAST_BOUND_S = 120

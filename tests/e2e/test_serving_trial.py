@@ -74,8 +74,9 @@ class ServingTrial:
     def post_batch(self, events: list[dict[str, Any]] | bytes, **kwargs: Any) -> httpx.Response:
         body = events if isinstance(events, bytes) else json.dumps({"batch": events}).encode()
         headers = {"Content-Type": "application/json"}
-        return httpx.post(f"{self.api}/v1/batch", content=body, headers=headers, timeout=10,
-                          **kwargs)
+        return httpx.post(
+            f"{self.api}/v1/batch", content=body, headers=headers, timeout=10, **kwargs
+        )
 
     def wait_for_profile(self, reference: str, orders: int | None = None) -> dict[str, Any]:
         """The profile once it exists (and has `orders` orders, when given)."""
@@ -170,8 +171,15 @@ def test_a_batch_with_malformed_events_keeps_the_good_ones_and_dead_letters_the_
         f"{run}-b3": ("invalid_userId", {**_order(f"{run}-b3", None, 1), "userId": {"id": 7}}),
         f"{run}-b4": ("event_too_large", _order(f"{run}-b4", f"e2e-{run}-big", 1, pad=33_000)),
     }
-    events = [good[0], bad[f"{run}-b1"][1], good[1], bad[f"{run}-b2"][1], good[2],
-              bad[f"{run}-b3"][1], bad[f"{run}-b4"][1]]
+    events = [
+        good[0],
+        bad[f"{run}-b1"][1],
+        good[1],
+        bad[f"{run}-b2"][1],
+        good[2],
+        bad[f"{run}-b3"][1],
+        bad[f"{run}-b4"][1],
+    ]
     assert len(json.dumps(bad[f"{run}-b4"][1]).encode()) > MAX_EVENT_BYTES
 
     response = serving.post_batch(_with_lone_surrogate(events), auth=(serving.write_key, ""))
@@ -209,8 +217,9 @@ def test_an_unknown_write_key_gets_401_and_lands_nowhere(serving: ServingTrial) 
     in_body = {"writeKey": "no-such-key", "batch": [_order(f"{run}-u2", stranger, 5)]}
     by_body = serving.post_batch(json.dumps(in_body).encode())
     without_key = serving.post_batch([_order(f"{run}-u3", stranger, 5)])
-    barrier = serving.post_batch([_order(f"{run}-ok", f"e2e-{run}-ok", 1)],
-                                 auth=(serving.write_key, ""))
+    barrier = serving.post_batch(
+        [_order(f"{run}-ok", f"e2e-{run}-ok", 1)], auth=(serving.write_key, "")
+    )
 
     for response in (by_header, by_body, without_key):
         assert response.status_code == 401, response.text

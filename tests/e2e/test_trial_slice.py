@@ -3,8 +3,8 @@ is accounted for, and a second replay into the same data folder changes no numbe
 
 from __future__ import annotations
 
-from decimal import Decimal
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
