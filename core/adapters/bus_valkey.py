@@ -44,6 +44,19 @@ def _group_by_partition(
     return grouped
 
 
+def _queue_entries(
+    pipe: Any, topic: str, messages: Sequence[tuple[str, bytes]], partitions: int
+) -> None:
+    """Queue on a (sync or async) pipeline one stream entry per partition of the messages."""
+    for partition, payloads in _group_by_partition(messages, partitions).items():
+        pipe.xadd(
+            f"{topic}:{partition}",
+            {"n": len(payloads), "d": b"\n".join(payloads)},
+            maxlen=MAX_ENTRIES,
+            approximate=True,
+        )
+
+
 class ValkeyBus:
     """Synchronous bus client used by stages and pumps."""
 
@@ -57,16 +70,9 @@ class ValkeyBus:
         """Write each partition's messages as one entry."""
         if not messages:
             return
-        grouped = _group_by_partition(messages, self._partitions)
         try:
             with self._client.pipeline(transaction=False) as pipe:
-                for partition, payloads in grouped.items():
-                    pipe.xadd(
-                        f"{topic}:{partition}",
-                        {"n": len(payloads), "d": b"\n".join(payloads)},
-                        maxlen=MAX_ENTRIES,
-                        approximate=True,
-                    )
+                _queue_entries(pipe, topic, messages, self._partitions)
                 pipe.execute()
         except redis.ConnectionError as exc:
             raise BusUnavailable(f"the event bus is unreachable: {exc}") from exc
@@ -190,14 +196,7 @@ class AsyncValkeyBus:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for topic, messages in by_topic.items():
-                    grouped = _group_by_partition(messages, self._partitions)
-                    for partition, payloads in grouped.items():
-                        pipe.xadd(
-                            f"{topic}:{partition}",
-                            {"n": len(payloads), "d": b"\n".join(payloads)},
-                            maxlen=MAX_ENTRIES,
-                            approximate=True,
-                        )
+                    _queue_entries(pipe, topic, messages, self._partitions)
                 for key, amount in (counters or {}).items():
                     if amount:
                         pipe.incrby(key, amount)
