@@ -45,6 +45,8 @@ class ParsedRequest:
     sent_at: Any = None
     context: dict[str, Any] = field(default_factory=dict)
     integrations: dict[str, Any] = field(default_factory=dict)
+    #: True when the whole body is known to hold only valid NFC text, so events skip the check
+    known_clean: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +115,7 @@ def validate_and_enrich(
     raw: bytes, ctx: IngestContext, settings: Settings, hooks: pluggy.HookRelay
 ) -> Event | Rejection:
     """One raw event in; an enriched Event or a Rejection (with the reason) out."""
-    return _one(raw, ctx, settings, _enrichers(hooks))
+    return _one(raw, ctx, settings, _enrichers(hooks), known_clean=False)
 
 
 def ingest(
@@ -126,7 +128,7 @@ def ingest(
     result = IngestResult()
     enrichers = _enrichers(hooks)
     for raw in parsed.events:
-        outcome = _one(raw, ctx, settings, enrichers)
+        outcome = _one(raw, ctx, settings, enrichers, parsed.known_clean)
         if isinstance(outcome, Event):
             result.accepted.append(outcome)
         else:
@@ -135,10 +137,14 @@ def ingest(
 
 
 def _one(
-    raw: bytes, ctx: IngestContext, settings: Settings, enrichers: list[pluggy.HookImpl]
+    raw: bytes,
+    ctx: IngestContext,
+    settings: Settings,
+    enrichers: list[pluggy.HookImpl],
+    known_clean: bool,
 ) -> Event | Rejection:
     try:
-        event = _validate(raw, ctx, settings)
+        event = _validate(raw, ctx, settings, known_clean)
     except InputError as exc:
         return _reject(raw, ctx, exc.code, exc.message)
     _enrich(event, ctx.client_ip, settings, enrichers)
@@ -155,7 +161,11 @@ def _parse_batch(body: bytes) -> ParsedRequest:
     try:
         envelope = msgspec.json.decode(body, type=_BatchEnvelope)
         raws = [bytes(item) for item in envelope.batch]
+        # one check of the whole body spares a check per event (the common case: clean text)
+        known_clean = not text.needs_cleaning(body)
         batch_fields = envelope.writeKey, envelope.sentAt, envelope.context, envelope.integrations
+        if not known_clean:
+            batch_fields = tuple(text.clean(value) for value in batch_fields)
     except msgspec.ValidationError as exc:
         raise InputError(
             "invalid_batch", f"a batch body is an object with a `batch` array of events: {exc}"
@@ -167,6 +177,7 @@ def _parse_batch(body: bytes) -> ParsedRequest:
                 "invalid_batch", "a batch body is an object with a `batch` array of events"
             ) from None
         raws = [encode(item) for item in loose["batch"]]
+        known_clean = True  # lenient_json cleaned every string already
         batch_fields = (
             loose.get("writeKey"),
             loose.get("sentAt"),
@@ -180,17 +191,18 @@ def _parse_batch(body: bytes) -> ParsedRequest:
         sent_at=sent_at,
         context=context if isinstance(context, dict) else {},
         integrations=integrations if isinstance(integrations, dict) else {},
+        known_clean=known_clean,
     )
 
 
-def _validate(raw: bytes, ctx: IngestContext, settings: Settings) -> Event:
+def _validate(raw: bytes, ctx: IngestContext, settings: Settings, known_clean: bool) -> Event:
     if len(raw) > MAX_EVENT_BYTES:
         raise InputError(
             "event_too_large",
             f"the event is {len(raw):,} bytes; an event may be at most 32 KB "
             f"({MAX_EVENT_BYTES:,} bytes): trim its properties or traits",
         )
-    data = _decode(raw)
+    data = _decode(raw, known_clean)
     event_type = _event_type(data, ctx.endpoint_type)
     user_id = _id_field(data, "userId")
     anonymous_id = _id_field(data, "anonymousId")
@@ -239,10 +251,10 @@ def _validate(raw: bytes, ctx: IngestContext, settings: Settings) -> Event:
     )
 
 
-def _decode(raw: bytes) -> dict[str, Any]:
+def _decode(raw: bytes, known_clean: bool) -> dict[str, Any]:
     try:
         data = decode_any(raw)
-        if text.needs_cleaning(raw):
+        if not known_clean and text.needs_cleaning(raw):
             data = text.clean(data)
     except msgspec.DecodeError:
         data = text.lenient_json(raw)

@@ -185,3 +185,27 @@ def test_a_batch_over_500_kb_is_refused_with_a_message_naming_the_limit():
 
 def test_a_too_large_error_is_an_input_error_so_it_becomes_a_400():
     assert issubclass(PayloadTooLarge, InputError)
+
+
+def test_batch_level_text_is_made_nfc_like_the_events():
+    decomposed = "Nguye\u0302\u0303n"  # e + circumflex + tilde, not composed
+    body = json.dumps(
+        {
+            "batch": [{"type": "track", "event": "x", "userId": "u"}],
+            "context": {"city": decomposed},
+        },
+        ensure_ascii=False,
+    ).encode()
+
+    parsed = parse_request(body, None)
+
+    assert parsed.context == {"city": "Nguy\u1ec5n"}
+    assert parsed.known_clean is False
+
+
+def test_a_clean_batch_is_marked_so_its_events_skip_the_text_check():
+    body = json.dumps(
+        {"batch": [{"type": "track", "event": "Mua hàng", "userId": "u"}]}, ensure_ascii=False
+    ).encode()
+
+    assert parse_request(body, None).known_clean is True
