@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
 from c360.appliance import logs
 from c360.errors import C360Error, SettingsError
 from c360.settings import Settings, load_settings
@@ -138,6 +139,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg
+
     from c360 import migrate
     from c360.appliance.engines import EmbeddedPostgres
 
@@ -171,6 +173,7 @@ def _show_settings(settings: Settings, args: argparse.Namespace) -> int:
 
 def _gateway(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
+
     from c360.api.app import create_app
     from c360.appliance.stack import settings_environment
 

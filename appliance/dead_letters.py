@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import dramatiq
 import redis
+
 from c360.adapters.bus import DLQ, EventBus
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import psutil
+
 from c360.errors import EngineError
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 import psycopg
+
 from c360 import migrate
 from c360.appliance.engines import EmbeddedPostgres, EmbeddedValkey, die_with_parent
 from c360.errors import EngineError

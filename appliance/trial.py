@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 import segment.analytics as segment_analytics
+
 from c360 import counters, profile_service
 from c360.appliance.stack import Stack
 from c360.connectors import cdnow

@@ -9,12 +9,14 @@ import signal
 import threading
 
 import dramatiq
+from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
+
 from c360.adapters.bus import ID_RESOLUTION, RAW_EVENTS
 from c360.appliance import dead_letters
 from c360.runtime import Runtime
 from c360.settings import Settings
+from c360.stages import F2_GROUP, F3_GROUP, LAKE_GROUP
 from c360.stages.pump import Pump
-from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
         Pump(
             runtime.bus,
             RAW_EVENTS,
-            "f2",
+            F2_GROUP,
             f"f2-{index}",
             lambda name, p: actors.persist_events.send(p),
             depth(QUEUE_F2),
@@ -78,7 +80,7 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
         Pump(
             runtime.bus,
             RAW_EVENTS,
-            "lake",
+            LAKE_GROUP,
             f"lake-{index}",
             lambda name, p: actors.sink_events.send(name, p),
             depth(QUEUE_LAKE),
@@ -88,7 +90,7 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
         Pump(
             runtime.bus,
             ID_RESOLUTION,
-            "f3",
+            F3_GROUP,
             f"f3-{index}",
             lambda name, p: actors.resolve_events.send(p),
             depth(QUEUE_F3),

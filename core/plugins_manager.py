@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import pluggy
+
 from c360 import hookspecs
 from c360.errors import PluginError
 

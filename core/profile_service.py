@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from psycopg.rows import dict_row
+
 from c360.errors import AdapterError
 from c360.events.identifiers import normalise_email, normalise_id, normalise_phone
 from c360.runtime import Runtime
 from c360.stages.f3_resolve import load_documents
-from psycopg.rows import dict_row
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,8 @@ from functools import cached_property
 
 import pluggy
 import redis
+from psycopg_pool import ConnectionPool
+
 from c360.adapters.bus import EventBus
 from c360.adapters.bus_valkey import ValkeyBus
 from c360.adapters.cache import ProfileCache
@@ -20,7 +22,6 @@ from c360.adapters.lake_parquet import LocalParquetLake
 from c360.errors import SettingsError
 from c360.plugins_manager import default_manager
 from c360.settings import Settings
-from psycopg_pool import ConnectionPool
 
 
 @dataclasses.dataclass

@@ -18,6 +18,7 @@ from typing import Any, get_type_hints
 
 import phonenumbers
 import platformdirs
+
 from c360.errors import SettingsError
 
 ENV_PREFIX = "C360_"

@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 import ua_parser
+
 from c360.events.model import Event
 from c360.hookspecs import hookimpl
 from c360.settings import Settings

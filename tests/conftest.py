@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+
 from c360 import migrate
 from c360.appliance.engines import EmbeddedPostgres, EmbeddedValkey
 from c360.runtime import Runtime
@@ -83,8 +84,9 @@ def _clean(settings: Settings) -> None:
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[object]:
     """A Litestar test client on the gateway and F5 API, over the clean engines of `runtime`."""
-    from c360.api.app import create_app
     from litestar.testing import TestClient
+
+    from c360.api.app import create_app
 
     with TestClient(app=create_app(runtime.settings)) as test_client:
         yield test_client

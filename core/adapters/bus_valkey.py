@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+
 from c360.adapters.bus import Delivery, partition_for
 from c360.errors import AdapterError, BusUnavailable
 

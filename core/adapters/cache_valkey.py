@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 import redis
+
 from c360.errors import AdapterError
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from c360.adapters.lake import file_of
 from c360.events.model import Event, encode
 

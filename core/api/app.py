@@ -7,20 +7,22 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+
 from c360.adapters.bus_valkey import AsyncValkeyBus
 from c360.api.gateway import make_handlers
 from c360.api.gzip import GzipRequestMiddleware
+from c360.api.metrics import metrics
 from c360.api.profiles import read_profile, read_profiles
 from c360.errors import BusUnavailable, InputError
 from c360.events.model import MAX_BATCH_BYTES
 from c360.plugins_manager import default_manager
 from c360.runtime import Runtime
 from c360.settings import Settings, load_settings
-from litestar import Litestar, Request, Response, get
-from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
-from litestar.exceptions import HTTPException
-from litestar.middleware import DefineMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ def create_app(settings: Settings) -> Litestar:
         runtime.close()
 
     return Litestar(
-        route_handlers=[*make_handlers(), read_profile, read_profiles, health],
+        route_handlers=[*make_handlers(), read_profile, read_profiles, health, metrics],
         state=state,
         middleware=[DefineMiddleware(GzipRequestMiddleware, max_bytes=MAX_BATCH_BYTES * 2)],
         cors_config=CORSConfig(

@@ -15,13 +15,14 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from litestar import Request, Response, post
+from litestar.datastructures import State
+
 from c360 import counters
 from c360.adapters.bus import DLQ, RAW_EVENTS
 from c360.errors import InputError, Unauthorized
 from c360.events.f1 import IngestContext, ParsedRequest, ingest, parse_request
 from c360.events.model import Rejection, encode
-from litestar import Request, Response, post
-from litestar.datastructures import State
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from c360.errors import InputError, Unauthorized
-from c360.events.money import read_money
-from c360.profile_service import ProfileFilter, get_profile, list_profiles
 from litestar import Request, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
+
+from c360.errors import InputError, Unauthorized
+from c360.events.money import read_money
+from c360.profile_service import ProfileFilter, get_profile, list_profiles
 
 
 def _require_token(request: Request, state: State) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import pluggy
+
 from c360.errors import InputError, PayloadTooLarge
 from c360.events import text
 from c360.events.identifiers import is_placeholder, normalise_id

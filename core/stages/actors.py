@@ -11,6 +11,7 @@ from datetime import datetime
 import dramatiq
 import psycopg
 import redis
+
 from c360.adapters.bus import DLQ, RAW_EVENTS
 from c360.errors import AdapterError
 from c360.events.f1 import IngestContext, ParsedRequest, ingest

@@ -16,13 +16,14 @@ from typing import Any
 
 import msgspec
 import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
 from c360.adapters.bus import UPDATED_PROFILES
 from c360.events.identifiers import TRUST, UNIQUE_PER_PROFILE
 from c360.identity import IdKey, Resolver
 from c360.profiles import EventFact, ProfileState, document
 from c360.runtime import Runtime
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+
 from c360.adapters.bus import Delivery, EventBus
 from c360.errors import AdapterError
 

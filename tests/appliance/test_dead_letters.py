@@ -7,9 +7,10 @@ import time
 
 import dramatiq
 import redis
+from dramatiq.brokers.redis import RedisBroker
+
 from c360.adapters.bus import DLQ
 from c360.appliance import dead_letters
-from dramatiq.brokers.redis import RedisBroker
 
 
 def test_a_batch_that_keeps_failing_is_moved_to_the_c360_dlq(runtime):

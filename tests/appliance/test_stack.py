@@ -10,6 +10,7 @@ import time
 
 import httpx
 import psutil
+
 from c360.appliance.engines import free_port
 from c360.appliance.stack import Stack
 

@@ -6,6 +6,7 @@ from collections import deque
 
 import psycopg
 import pytest
+
 from c360.stages import actors
 
 

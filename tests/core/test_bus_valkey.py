@@ -8,6 +8,7 @@ from collections import defaultdict
 
 import pytest
 import redis.asyncio as aioredis
+
 from c360.adapters.bus import RAW_EVENTS
 from c360.adapters.bus_valkey import AsyncValkeyBus, ValkeyBus, stream_names
 

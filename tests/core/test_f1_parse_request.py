@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from c360.errors import InputError, PayloadTooLarge
 from c360.events.f1 import parse_request
 

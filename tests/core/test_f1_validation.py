@@ -10,6 +10,7 @@ from typing import Any
 
 import pluggy
 import pytest
+
 from c360.events.f1 import IngestContext, ParsedRequest, ingest, validate_and_enrich
 from c360.events.model import Event, Rejection, decode_event, encode
 from c360.plugins_manager import default_manager

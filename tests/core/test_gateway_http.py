@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from litestar.testing import TestClient
+
 from c360.adapters.bus import DLQ, ID_RESOLUTION, RAW_EVENTS, UPDATED_PROFILES
 from c360.api.app import create_app
 from c360.events.model import decode_any, decode_event
-from litestar.testing import TestClient
 
 WRITE_KEY = "test-write-key-1"
 OTHER_WRITE_KEY = "test-write-key-2"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from c360.events.identifiers import (
     Identifier,
     is_placeholder,

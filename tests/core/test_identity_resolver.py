@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from c360.events.model import Event
 from c360.identity import Resolver
 from c360.plugins import identity_rules

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
 from c360.stages import lake_sink

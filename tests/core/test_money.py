@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+
 from c360.events.model import decode_any
 from c360.events.money import order_value, read_money
 

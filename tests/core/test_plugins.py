@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from c360 import hookspecs
 from c360.errors import C360Error, PluginError
 from c360.events.model import Event, encode

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from c360.profiles import EventFact, ProfileState, apply_event, merge_into, rfm, set_trait
 
 T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)

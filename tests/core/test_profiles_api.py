@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
 from c360.stages import f2_persist, f3_resolve
@@ -249,8 +250,9 @@ def test_profiles_are_read_from_postgresql_when_the_cache_is_unreachable(runtime
     import dataclasses
     import socket
 
-    from c360.api.app import create_app
     from litestar.testing import TestClient
+
+    from c360.api.app import create_app
 
     closed = tmp_path / "closed.sock"
     listener = socket.socket(socket.AF_UNIX)

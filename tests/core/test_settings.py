@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from c360.errors import C360Error, SettingsError
 from c360.settings import Settings, load_settings
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import msgspec
+
 from c360.adapters.bus import DLQ, ID_RESOLUTION
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from psycopg.rows import dict_row
+
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
 from c360.stages import f2_persist, f3_resolve
-from psycopg.rows import dict_row
 
 RECEIVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

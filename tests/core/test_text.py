@@ -6,6 +6,7 @@ import unicodedata
 from decimal import Decimal
 
 import pytest
+
 from c360.errors import InputError
 from c360.events.text import clean, clean_text, lenient_json, needs_cleaning
 

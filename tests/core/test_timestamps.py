@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from c360.events.timestamps import event_time, parse_time
 
 RECEIVED = datetime(2026, 5, 6, 7, 8, 9, 250_000, tzinfo=UTC)

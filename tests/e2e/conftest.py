@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from c360.appliance.engines import EmbeddedValkey
 from c360.connectors import cdnow
 

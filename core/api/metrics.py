@@ -1,0 +1,62 @@
+"""`GET /metrics`: Prometheus text built from state every process shares (Valkey), so the
+figures are right however many gateway and worker processes run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from litestar import Response, get
+from litestar.datastructures import State
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from c360.adapters.bus import DLQ, ID_RESOLUTION, RAW_EVENTS
+from c360.stages import F2_GROUP, F3_GROUP, LAKE_GROUP
+
+#: The backlog of each stage: entries of its topic it has not acknowledged yet.
+STAGES = ((RAW_EVENTS, F2_GROUP), (RAW_EVENTS, LAKE_GROUP), (ID_RESOLUTION, F3_GROUP))
+
+
+class SharedStateCollector:
+    """Reads counters and backlogs from Valkey at scrape time."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families of one scrape."""
+        valkey = self.state.runtime.valkey
+        accepted = CounterMetricFamily(
+            "c360_events_accepted", "Events the gateway accepted.", labels=["source"]
+        )
+        rejected = CounterMetricFamily(
+            "c360_events_rejected", "Events refused and sent to c360-dlq.", labels=["source"]
+        )
+        for key in valkey.scan_iter(match="c360:count:*", count=500):
+            _, _, outcome, source = key.decode().split(":", 3)
+            family = accepted if outcome == "accepted" else rejected
+            family.add_metric([source], int(valkey.get(key) or 0))
+        yield accepted
+        yield rejected
+
+        backlog = GaugeMetricFamily(
+            "c360_stage_backlog",
+            "Bus entries a stage has not finished (each entry holds one or more events).",
+            labels=["topic", "group"],
+        )
+        for topic, group in STAGES:
+            backlog.add_metric([topic, group], self.state.runtime.bus.backlog(topic, group))
+        yield backlog
+
+        dlq = GaugeMetricFamily("c360_dlq_entries", "Entries kept on the c360-dlq topic.")
+        dlq.add_metric([], sum(valkey.xlen(key) for key in valkey.scan_iter(match=f"{DLQ}:*")))
+        yield dlq
+
+
+@get("/metrics", sync_to_thread=True)
+def metrics(state: State) -> Response:
+    """Prometheus exposition of c360's shared counters and backlogs."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SharedStateCollector(state))
+    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
