@@ -11,7 +11,8 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from c360.errors import AdapterError
-from c360.events.identifiers import normalise_email, normalise_id, normalise_phone
+from c360.events.identifiers import identifier_id, normalise_email, normalise_phone
+from c360.events.text import clean_text
 from c360.runtime import Runtime
 from c360.stages.f3_resolve import load_documents
 
@@ -84,12 +85,15 @@ def totals(runtime: Runtime) -> dict[str, Any]:
 
 
 def _candidates(reference: str, region: str) -> list[tuple[str, str]]:
-    reference = reference.strip()
-    try:
-        return [("profile_id", str(uuid.UUID(reference)))]
-    except ValueError:
-        pass
+    # cleaned as F1 cleans stored text (NUL and lone surrogates to U+FFFD, NFC), so it matches
+    reference = clean_text(reference.strip())
+    profile_id = _profile_id(reference)
+    if profile_id:
+        return [("profile_id", profile_id)]
     kind, sep, value = reference.partition(":")
+    if sep and kind == "profile_id":
+        profile_id = _profile_id(value.strip())
+        return [("profile_id", profile_id)] if profile_id else []
     if sep and kind in LOOKUP_ORDER:
         normalised = _normalise(kind, value, region)
         return [(kind, normalised)] if normalised else []
@@ -101,12 +105,20 @@ def _candidates(reference: str, region: str) -> list[tuple[str, str]]:
     return found
 
 
+def _profile_id(text: str) -> str | None:
+    """The canonical form of a profile id, or None when `text` is not a UUID."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
 def _normalise(kind: str, value: str, region: str) -> str | None:
     if kind == "email":
         return normalise_email(value)
     if kind == "phone":
         return normalise_phone(value, region) if any(c.isdigit() for c in value) else None
-    return normalise_id(value)
+    return identifier_id(value)
 
 
 def _from_cache(runtime: Runtime, id_type: str, value: str) -> dict[str, Any] | None:

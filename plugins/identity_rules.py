@@ -10,9 +10,9 @@ from typing import Any
 
 from c360.events.identifiers import (
     Identifier,
+    identifier_id,
     is_placeholder,
     normalise_email,
-    normalise_id,
     normalise_phone,
     unique,
 )
@@ -23,6 +23,10 @@ from c360.settings import Settings
 _EMAIL_KEYS = ("email",)
 _PHONE_KEYS = ("phone", "phone_number", "phoneNumber")
 _CRM_KEYS = ("crm_id", "crmId")
+
+#: Longest identifier type taken from `context.externalIds`: the type is part of the
+#: identifiers table's key, and real types ("crm_id", "hubspot") are short.
+_MAX_TYPE_CHARS = 64
 
 
 @hookimpl
@@ -35,15 +39,15 @@ def c360_event_identifiers(event: Event, settings: Settings) -> list[Identifier]
         if value and not is_placeholder(value, placeholders):
             found.append(Identifier(kind, value, str(raw)))
 
-    add("user_id", event.user_id, normalise_id(event.user_id))
-    add("anonymous_id", event.anonymous_id, normalise_id(event.anonymous_id))
+    add("user_id", event.user_id, identifier_id(event.user_id))
+    add("anonymous_id", event.anonymous_id, identifier_id(event.anonymous_id))
     if event.type == "alias":
         # alias ties an earlier id to the userId; as a weak identifier it joins an anonymous
         # history to the user but never merges two known customers
-        add("anonymous_id", event.previous_id, normalise_id(event.previous_id))
+        add("anonymous_id", event.previous_id, identifier_id(event.previous_id))
     device = event.context.get("device")
     if isinstance(device, dict) and device.get("id") is not None:
-        add("anonymous_id", device["id"], normalise_id(device["id"]))
+        add("anonymous_id", device["id"], identifier_id(device["id"]))
 
     for bag in _trait_bags(event):
         for key in _EMAIL_KEYS:
@@ -54,13 +58,15 @@ def c360_event_identifiers(event: Event, settings: Settings) -> list[Identifier]
                 add("phone", bag[key], normalise_phone(bag[key], settings.default_region))
         for key in _CRM_KEYS:
             if key in bag:
-                add("crm_id", bag[key], normalise_id(bag[key]))
+                add("crm_id", bag[key], identifier_id(bag[key]))
 
     for external in event.context.get("externalIds") or []:
         if isinstance(external, dict) and external.get("id") is not None:
             kind = str(external.get("type") or "crm_id")
+            if len(kind) > _MAX_TYPE_CHARS:
+                continue  # a client bug, not a type of identifier
             kind = "crm_id" if kind.lower() in ("crm_id", "crm", "hubspot", "salesforce") else kind
-            add(kind, external["id"], normalise_id(external["id"]))
+            add(kind, external["id"], identifier_id(external["id"]))
 
     return unique(found)
 

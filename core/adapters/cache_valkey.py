@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -13,6 +14,8 @@ import redis
 from c360.errors import AdapterError
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
+# fractional numbers back as Decimal: money read as float would lose cents (13990.93)
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
 
 class ValkeyProfileCache:
@@ -40,7 +43,7 @@ class ValkeyProfileCache:
         """The cached document, or None when absent or expired."""
         with _translated("reading a profile"):
             raw = self._client.get(f"c360:profile:{profile_id}")
-        return msgspec.json.decode(raw) if raw else None
+        return _DECODER.decode(raw) if raw else None
 
     def lookup(self, id_type: str, id_value: str) -> str | None:
         """The profile id of an identifier, if cached."""

@@ -96,19 +96,28 @@ def _bus_unavailable(request: Request, exc: BusUnavailable) -> Response:
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response:
-    if exc.status_code == 413:  # over Litestar's body limit: answer like any oversized batch
-        return Response(
-            {
-                "code": "batch_too_large",
-                "message": f"the request is over {MAX_BATCH_BYTES * 4:,} bytes; a batch may be at "
-                "most 500 KB: send fewer events per request",
-            },
-            status_code=400,
-        )
+    if exc.status_code == 413:  # over Litestar's body limit: answer like any oversized body
+        return Response(_too_large(request.url.path), status_code=400)
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
         exc.status_code, "http_error"
     )
     return Response({"code": code, "message": exc.detail}, status_code=exc.status_code)
+
+
+def _too_large(path: str) -> dict[str, str]:
+    """The error for a body over Litestar's limit, worded for a batch or a single event."""
+    limit = f"{MAX_BATCH_BYTES * 4:,}"
+    if path.rstrip("/").endswith(("/batch", "/import")):
+        return {
+            "code": "batch_too_large",
+            "message": f"the request is over {limit} bytes; a batch may be at most 500 KB: "
+            "send fewer events per request",
+        }
+    return {
+        "code": "event_too_large",
+        "message": f"the event is over {limit} bytes; an event may be at most 32 KB: "
+        "trim its properties or traits",
+    }
 
 
 def _internal_error(request: Request, exc: Exception) -> Response:

@@ -2,9 +2,11 @@
 
 A request is authenticated by its write key (Basic-auth user, or `writeKey` in the body), run
 through F1 inline, and its accepted events published to `c360-raw-events` keyed by customer;
-rejected ones go to `c360-dlq` with their reason. A 200 means every accepted event was written
-to the bus (Valkey with an append-only file, fsync every second: a process crash loses nothing,
-a power cut may lose the last second).
+rejected ones go to `c360-dlq` with their reason. A single-event endpoint whose event is
+rejected answers 400 `{code, message}`; `/v1/batch` answers 200 with counts, `errors` and
+`warnings`, each entry naming its event by `index` (and messageId). A 200 means every accepted
+event was written to the bus (Valkey with an append-only file, fsync every second: a process
+crash loses nothing, a power cut may lose the last second).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from litestar.datastructures import State
 from c360 import counters
 from c360.adapters.bus import DLQ, RAW_EVENTS
 from c360.errors import InputError, Unauthorized
-from c360.events.f1 import IngestContext, ParsedRequest, ingest, parse_request
+from c360.events.f1 import IngestContext, IngestResult, ParsedRequest, ingest, parse_request
 from c360.events.model import Rejection, encode
 
 log = logging.getLogger(__name__)
@@ -61,17 +63,29 @@ async def accept(request: Request, state: State, endpoint_type: str | None) -> R
         },
         counters.increments(source, len(result.accepted), len(result.rejected)),
     )
-    return Response(
-        {
-            "success": True,
-            "accepted": len(result.accepted),
-            "rejected": len(result.rejected),
-            "errors": [
-                {"messageId": r.message_id, "code": r.code, "message": r.reason}
-                for r in result.rejected
-            ],
-        }
-    )
+    if endpoint_type is not None and result.rejected:
+        # the request's only event was refused: say so as an error, not as a 200 success
+        (rejection,) = result.rejected
+        raise InputError(rejection.code, rejection.reason)
+    return Response(_answer(result))
+
+
+def _answer(result: IngestResult) -> dict[str, Any]:
+    """The 200 body: counts, each rejection and each warning, named by position in the batch."""
+    return {
+        "success": True,
+        "accepted": len(result.accepted),
+        "rejected": len(result.rejected),
+        "errors": [
+            {"index": index, "messageId": r.message_id, "code": r.code, "message": r.reason}
+            for index, r in zip(result.rejected_at, result.rejected, strict=True)
+        ],
+        "warnings": [
+            {"index": index, "messageId": event.message_id, "message": warning}
+            for index, event in zip(result.accepted_at, result.accepted, strict=True)
+            for warning in event.warnings
+        ],
+    }
 
 
 def _source_from_header(request: Request, write_keys: dict[str, str]) -> str | None:

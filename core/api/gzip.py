@@ -36,12 +36,7 @@ class GzipRequestMiddleware:
             await _reject(send, "invalid_gzip", f"the gzip body could not be read: {exc}")
             return
         if inflated is None:
-            await _reject(
-                send,
-                "batch_too_large",
-                f"the inflated body exceeds {self.max_bytes:,} bytes; a batch may be at most "
-                "500 KB: send fewer events per request",
-            )
+            await _reject(send, *_too_large(scope["path"], self.max_bytes))
             return
         headers = [
             (k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")
@@ -71,6 +66,19 @@ def _inflate(body: bytes, limit: int) -> bytes | None:
     if not inflater.eof:
         raise ValueError("truncated gzip stream")
     return out
+
+
+def _too_large(path: str, max_bytes: int) -> tuple[str, str]:
+    """Code and message for an inflated body over the limit, for a batch or a single event."""
+    if path.rstrip("/").endswith(("/batch", "/import")):
+        return "batch_too_large", (
+            f"the inflated body exceeds {max_bytes:,} bytes; a batch may be at most 500 KB: "
+            "send fewer events per request"
+        )
+    return "event_too_large", (
+        f"the inflated body exceeds {max_bytes:,} bytes; an event may be at most 32 KB: "
+        "trim its properties or traits"
+    )
 
 
 async def _reject(send: Any, code: str, message: str) -> None:

@@ -1,18 +1,61 @@
 """F5: read profiles. `GET /v1/profiles/{reference}` takes any known identifier;
-`GET /v1/profiles` lists profiles with simple filters. Bearer-token auth."""
+`GET /v1/profiles` lists profiles with simple filters. Bearer-token auth.
+
+Both answer with the same encoder, which writes Decimal money as exact JSON numbers, so a profile
+reads the same from either endpoint whether it came from the cache or from PostgreSQL.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from litestar import Request, get
+from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 
 from c360.errors import InputError, Unauthorized
+from c360.events.model import encode
 from c360.events.money import read_money
+from c360.events.timestamps import parse_time
 from c360.profile_service import ProfileFilter, get_profile, list_profiles
+
+#: Query parameters the list endpoint understands; any other is a typo worth reporting.
+LIST_PARAMETERS = ("min_orders", "min_revenue", "seen_after", "order_by", "limit", "offset")
+
+#: Deepest page: beyond it PostgreSQL's OFFSET would overflow or scan for minutes.
+MAX_OFFSET = 10_000_000
+
+#: Largest min_orders worth asking for; larger would overflow the integer column's comparison.
+MAX_ORDERS = 1_000_000_000
+
+_ORDER_BY = ("revenue", "last_seen", "orders")
+
+
+@get("/v1/profiles/{reference:str}", sync_to_thread=True)
+def read_profile(request: Request, state: State, reference: str) -> Response[bytes]:
+    """One profile by profile id, `type:value` or a bare userId / email / phone / anonymousId."""
+    _require_token(request, state)
+    doc = get_profile(state.runtime, reference)
+    if doc is None:
+        raise NotFoundException(f"no profile is known by {reference!r}")
+    return _json(doc)
+
+
+@get("/v1/profiles", sync_to_thread=True)
+def read_profiles(request: Request, state: State) -> Response[bytes]:
+    """Profiles filtered by orders, revenue and last activity; paged by limit and offset."""
+    _require_token(request, state)
+    filters = _filters(request.query_params)
+    profiles = list_profiles(state.runtime, filters)
+    return _json(
+        {
+            "profiles": profiles,
+            "count": len(profiles),
+            "limit": filters.limit,
+            "offset": filters.offset,
+        }
+    )
 
 
 def _require_token(request: Request, state: State) -> None:
@@ -26,36 +69,71 @@ def _require_token(request: Request, state: State) -> None:
         )
 
 
-@get("/v1/profiles/{reference:str}", sync_to_thread=True)
-def read_profile(request: Request, state: State, reference: str) -> dict[str, Any]:
-    """One profile by profile id, `type:value` or a bare userId / email / phone / anonymousId."""
-    _require_token(request, state)
-    doc = get_profile(state.runtime, reference)
-    if doc is None:
-        raise NotFoundException(f"no profile is known by {reference!r}")
-    return doc
+def _json(value: Any) -> Response[bytes]:
+    """JSON with Decimal as exact numbers (13990.93, never a float's 13990.929999)."""
+    return Response(content=encode(value), media_type="application/json")
 
 
-@get("/v1/profiles", sync_to_thread=True)
-def read_profiles(
-    request: Request,
-    state: State,
-    min_orders: int | None = None,
-    min_revenue: str | None = None,
-    seen_after: datetime | None = None,
-    order_by: str = "revenue",
-    limit: int = 50,
-    offset: int = 0,
-) -> dict[str, Any]:
-    """Profiles filtered by orders, revenue and last activity; paged by limit and offset."""
-    _require_token(request, state)
-    if order_by not in ("revenue", "last_seen", "orders"):
+def _filters(params: Any) -> ProfileFilter:
+    """The list filters from the query string, each checked with a message saying the fix."""
+    unknown = sorted(set(params.keys()) - set(LIST_PARAMETERS))
+    if unknown:
+        raise InputError(
+            "unknown_parameter",
+            f"unknown query parameter {', '.join(unknown)}; "
+            f"the known ones are {', '.join(LIST_PARAMETERS)}",
+        )
+    order_by = params.get("order_by", "revenue")
+    if order_by not in _ORDER_BY:
         raise InputError("invalid_order_by", "order_by must be revenue, last_seen or orders")
-    if not 1 <= limit <= 1000 or offset < 0:
-        raise InputError("invalid_page", "limit must be 1..1000 and offset 0 or more")
-    revenue = read_money(min_revenue) if min_revenue is not None else None
-    if min_revenue is not None and revenue is None:  # NaN, Infinity, 1e999 would reach SQL
+    return ProfileFilter(
+        min_orders=_integer(params, "min_orders", None, (0, MAX_ORDERS), "invalid_min_orders"),
+        min_revenue=_revenue(params.get("min_revenue")),
+        seen_after=_seen_after(params.get("seen_after")),
+        order_by=order_by,
+        limit=_integer(params, "limit", 50, (1, 1000), "invalid_page"),
+        offset=_integer(params, "offset", 0, (0, MAX_OFFSET), "invalid_page"),
+    )
+
+
+def _integer(
+    params: Any, name: str, default: int | None, bounds: tuple[int, int], code: str
+) -> int | None:
+    """A whole-number parameter within bounds; out of them it would overflow in SQL."""
+    low, high = bounds
+    text = params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise InputError(
+            code,
+            f"{name} must be a whole number from {low:,} to {high:,}; got {text[:50]!r}",
+        )
+    return value
+
+
+def _revenue(text: str | None) -> Any:
+    if text is None:
+        return None
+    revenue = read_money(text)
+    if revenue is None:  # NaN, Infinity, 1e999 would reach SQL
         raise InputError("invalid_min_revenue", "min_revenue must be a plain number, e.g. 99.50")
-    filters = ProfileFilter(min_orders, revenue, seen_after, order_by, limit, offset)
-    profiles = list_profiles(state.runtime, filters)
-    return {"profiles": profiles, "count": len(profiles), "limit": limit, "offset": offset}
+    return revenue
+
+
+def _seen_after(text: str | None) -> datetime | None:
+    """An ISO 8601 time, or a plain date meaning its midnight UTC; no zone means UTC."""
+    if text is None:
+        return None
+    moment = parse_time(text)
+    if moment is None:
+        raise InputError(
+            "invalid_seen_after",
+            "seen_after must be an ISO 8601 time such as 2026-03-01T00:00:00Z, or a date "
+            f"such as 2026-03-01 (midnight UTC); got {text[:50]!r}",
+        )
+    return moment

@@ -7,6 +7,7 @@ into an `Event` or a `Rejection` bound for the dead-letter topic.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -18,15 +19,20 @@ import pluggy
 
 from c360.errors import InputError, PayloadTooLarge
 from c360.events import text
-from c360.events.identifiers import is_placeholder, normalise_id
+from c360.events.identifiers import MAX_ID_CHARS, is_placeholder, normalise_id
 from c360.events.model import (
     EVENT_TYPES,
     MAX_BATCH_BYTES,
+    MAX_DEPTH,
     MAX_EVENT_BYTES,
+    MAX_EVENT_NAME_CHARS,
+    MAX_MESSAGE_ID_CHARS,
     Event,
     Rejection,
     decode_any,
+    deep_spans,
     encode,
+    too_deep,
 )
 from c360.events.money import order_value
 from c360.events.timestamps import event_time
@@ -35,6 +41,15 @@ from c360.settings import Settings
 log = logging.getLogger(__name__)
 
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+
+#: Fields that hold an id, each checked against MAX_ID_CHARS: ids end up in btree keys.
+_ID_FIELDS = ("userId", "anonymousId", "previousId", "groupId")
+
+#: Longest source name: it is the other half of the events table's primary key.
+_MAX_SOURCE_CHARS = 200
+
+#: Nesting level at which a batch's events open: the body object, then the `batch` array.
+_EVENT_LEVEL = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,10 @@ class IngestResult:
 
     accepted: list[Event] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    #: Position in the request of each accepted event, so a client can match warnings to it
+    accepted_at: list[int] = field(default_factory=list)
+    #: Position in the request of each rejected event (one without a messageId has no other name)
+    rejected_at: list[int] = field(default_factory=list)
 
 
 class _BatchEnvelope(msgspec.Struct):
@@ -81,35 +100,63 @@ class _BatchEnvelope(msgspec.Struct):
 
 class _SingleEnvelope(msgspec.Struct):
     writeKey: Any = None
+    batch: Any = msgspec.UNSET
 
 
 def parse_request(body: bytes, endpoint_type: str | None) -> ParsedRequest:
     """Split a Segment request body (`/v1/batch` when `endpoint_type` is None) into events."""
-    if len(body) > MAX_BATCH_BYTES:
-        raise PayloadTooLarge(
-            "batch_too_large",
-            f"the request is {len(body):,} bytes; a batch may be at most 500 KB "
-            f"({MAX_BATCH_BYTES:,} bytes): send fewer events per request",
-        )
     if endpoint_type is None:
+        _check_size(body, MAX_BATCH_BYTES, "batch_too_large", _BATCH_TOO_LARGE)
         return _parse_batch(body)
-    if len(body) > MAX_EVENT_BYTES:
-        raise PayloadTooLarge(
-            "event_too_large",
-            f"the event is {len(body):,} bytes; an event may be at most 32 KB "
-            f"({MAX_EVENT_BYTES:,} bytes): trim its properties or traits",
-        )
+    return _parse_single(body)
+
+
+def _parse_single(body: bytes) -> ParsedRequest:
+    """A single-event body: one event, whose writeKey may authenticate the request."""
+    _check_size(body, MAX_EVENT_BYTES, "event_too_large", _EVENT_TOO_LARGE)
+    if too_deep(body):
+        raise _too_deep_error()
     try:
         envelope = msgspec.json.decode(body, type=_SingleEnvelope)
-        write_key = envelope.writeKey
+        write_key, batch = envelope.writeKey, envelope.batch
     except msgspec.ValidationError as exc:
         raise InputError("invalid_json", f"the body must be a JSON object: {exc}") from exc
     except msgspec.DecodeError:
         loose = text.lenient_json(body)
         if not isinstance(loose, dict):
             raise InputError("invalid_json", "the body must be a JSON object") from None
-        write_key = loose.get("writeKey")
-    return ParsedRequest(events=[body], write_key=_text_or_none(write_key))
+        write_key, batch = loose.get("writeKey"), loose.get("batch", msgspec.UNSET)
+    if batch is not msgspec.UNSET:
+        raise InputError(
+            "unexpected_batch",
+            "this endpoint takes one event, but the body has a `batch` of events: "
+            "did you mean /v1/batch?",
+        )
+    return ParsedRequest(events=[body], write_key=_write_key(write_key))
+
+
+#: What an oversized batch or event is told, with what to do about it.
+_BATCH_TOO_LARGE = (
+    "the request is {size:,} bytes; a batch may be at most 500 KB ({limit:,} bytes): "
+    "send fewer events per request"
+)
+_EVENT_TOO_LARGE = (
+    "the event is {size:,} bytes; an event may be at most 32 KB ({limit:,} bytes): "
+    "trim its properties or traits"
+)
+
+
+def _check_size(body: bytes, limit: int, code: str, message: str) -> None:
+    if len(body) > limit:
+        raise PayloadTooLarge(code, message.format(size=len(body), limit=limit))
+
+
+def _too_deep_error() -> InputError:
+    return InputError(
+        "too_deeply_nested",
+        f"the event nests objects or arrays more than {MAX_DEPTH} levels deep: "
+        "flatten its properties, traits or context",
+    )
 
 
 def validate_and_enrich(
@@ -128,12 +175,14 @@ def ingest(
     """Run F1 over every event of a parsed request."""
     result = IngestResult()
     enrichers = _enrichers(hooks)
-    for raw in parsed.events:
+    for index, raw in enumerate(parsed.events):
         outcome = _one(raw, ctx, settings, enrichers, parsed.known_clean)
         if isinstance(outcome, Event):
             result.accepted.append(outcome)
+            result.accepted_at.append(index)
         else:
             result.rejected.append(outcome)
+            result.rejected_at.append(index)
     return result
 
 
@@ -159,6 +208,36 @@ def _enrichers(hooks: pluggy.HookRelay) -> list[pluggy.HookImpl]:
 
 
 def _parse_batch(body: bytes) -> ParsedRequest:
+    try:
+        return _split_batch(body)
+    except RecursionError:
+        # an event nests deeper than the decoders can recurse: set it aside, parse the rest
+        return _split_batch_setting_aside(body)
+
+
+def _split_batch_setting_aside(body: bytes) -> ParsedRequest:
+    """Parse a batch with every too deeply nested value swapped for a marker string, then put
+    each event's own bytes back, so F1 rejects that event alone and the rest go on."""
+    tag = uuid.uuid4().hex
+    set_aside: dict[bytes, bytes] = {}
+    pieces, last = [], 0
+    for n, (start, end) in enumerate(deep_spans(body, _EVENT_LEVEL)):
+        marker = f'"c360-set-aside-{tag}-{n}"'.encode()
+        set_aside[marker] = body[start:end]
+        pieces += [body[last:start], marker]
+        last = end
+    pieces.append(body[last:])
+    try:
+        parsed = _split_batch(b"".join(pieces))
+    except RecursionError:
+        raise _too_deep_error() from None
+    events = [set_aside.pop(raw, raw) for raw in parsed.events]
+    if set_aside:  # a marker outside the events: a batch-level field itself nests too deep
+        raise _too_deep_error()
+    return dataclasses.replace(parsed, events=events)
+
+
+def _split_batch(body: bytes) -> ParsedRequest:
     try:
         envelope = msgspec.json.decode(body, type=_BatchEnvelope)
         raws = [bytes(item) for item in envelope.batch]
@@ -188,7 +267,7 @@ def _parse_batch(body: bytes) -> ParsedRequest:
     write_key, sent_at, context, integrations = batch_fields
     return ParsedRequest(
         events=raws,
-        write_key=_text_or_none(write_key),
+        write_key=_write_key(write_key),
         sent_at=sent_at,
         context=context if isinstance(context, dict) else {},
         integrations=integrations if isinstance(integrations, dict) else {},
@@ -199,14 +278,14 @@ def _parse_batch(body: bytes) -> ParsedRequest:
 def _validate(raw: bytes, ctx: IngestContext, settings: Settings, known_clean: bool) -> Event:
     if len(raw) > MAX_EVENT_BYTES:
         raise InputError(
-            "event_too_large",
-            f"the event is {len(raw):,} bytes; an event may be at most 32 KB "
-            f"({MAX_EVENT_BYTES:,} bytes): trim its properties or traits",
+            "event_too_large", _EVENT_TOO_LARGE.format(size=len(raw), limit=MAX_EVENT_BYTES)
         )
+    if too_deep(raw):
+        raise _too_deep_error()
     data = _decode(raw, known_clean)
     event_type = _event_type(data, ctx.endpoint_type)
-    user_id = _id_field(data, "userId")
-    anonymous_id = _id_field(data, "anonymousId")
+    user_id, anonymous_id, previous_id, group_id = (_id_field(data, n) for n in _ID_FIELDS)
+    _capped("source", ctx.source, _MAX_SOURCE_CHARS, "rename the source in the write_keys setting")
     customer_key = _customer_key(user_id, anonymous_id, settings)
     objects = {name: _object_field(data, name) for name in _OBJECT_FIELDS}
     context = {**ctx.batch_context, **objects["context"]}
@@ -240,15 +319,16 @@ def _validate(raw: bytes, ctx: IngestContext, settings: Settings, known_clean: b
         sent_at=when.sent_at,
         user_id=user_id,
         anonymous_id=anonymous_id,
-        event=normalise_id(data.get("event")),
+        event=_event_name(data),
         name=_text_or_none(data.get("name")),
-        previous_id=normalise_id(data.get("previousId")),
-        group_id=normalise_id(data.get("groupId")),
+        previous_id=previous_id,
+        group_id=group_id,
         properties=properties,
         traits=objects["traits"],
         context=context,
         integrations=integrations,
         warnings=warnings,
+        unreadable=when.unreadable,
     )
 
 
@@ -283,7 +363,23 @@ def _id_field(data: dict[str, Any], name: str) -> str | None:
             f"invalid_{name}",
             f"`{name}` must be a string or an integer; got {type(value).__name__}",
         )
-    return normalised
+    return _capped(name, normalised, MAX_ID_CHARS, f"send a shorter `{name}`")
+
+
+def _event_name(data: dict[str, Any]) -> str | None:
+    name = normalise_id(data.get("event"))
+    return _capped("event", name, MAX_EVENT_NAME_CHARS, "name the event in fewer characters")
+
+
+def _capped(name: str, value: str | None, limit: int, fix: str) -> str | None:
+    """`value` unchanged, or an error when it is longer than `limit`: a longer id or name
+    cannot be stored as a key, and cutting it could make two different values equal."""
+    if value is not None and len(value) > limit:
+        raise InputError(
+            "value_too_long",
+            f"`{name}` is {len(value):,} characters; at most {limit:,} are allowed: {fix}",
+        )
+    return value
 
 
 def _customer_key(user_id: str | None, anonymous_id: str | None, settings: Settings) -> str:
@@ -312,7 +408,9 @@ def _object_field(data: dict[str, Any], name: str) -> dict[str, Any]:
 def _message_id(data: dict[str, Any], warnings: list[str]) -> str:
     value = data.get("messageId")
     if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-        return str(value).strip()[:200]
+        message_id = str(value).strip()
+        _capped("messageId", message_id, MAX_MESSAGE_ID_CHARS, "send a shorter `messageId`")
+        return message_id
     if value is not None:
         raise InputError("invalid_messageId", "`messageId` must be a non-empty string")
     warnings.append("messageId missing; one was generated, so a resend cannot be de-duplicated")
@@ -326,7 +424,10 @@ def _required_for_type(data: dict[str, Any], event_type: str) -> None:
     value = data.get(needs)
     if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
         return
-    raise InputError(f"missing_{needs}", f"a {event_type} event needs a non-empty `{needs}`")
+    article = "an" if event_type[0] in "aeiou" else "a"
+    raise InputError(
+        f"missing_{needs}", f"{article} {event_type} event needs a non-empty `{needs}`"
+    )
 
 
 def _enrich(
@@ -352,8 +453,9 @@ def _reject(raw: bytes, ctx: IngestContext, code: str, reason: str) -> Rejection
     try:
         data = decode_any(raw)
         if isinstance(data, dict) and isinstance(data.get("messageId"), str):
-            message_id = data["messageId"][:200]
-    except msgspec.DecodeError:
+            # only names the rejection in reports; the full value is in the payload
+            message_id = data["messageId"][:MAX_MESSAGE_ID_CHARS]
+    except (msgspec.DecodeError, RecursionError):  # unreadable events are named by position
         pass
     return Rejection(
         reason=reason,
@@ -362,6 +464,16 @@ def _reject(raw: bytes, ctx: IngestContext, code: str, reason: str) -> Rejection
         received_at=ctx.received_at,
         payload=raw.decode("utf-8", errors="replace"),
         message_id=message_id,
+    )
+
+
+def _write_key(value: Any) -> str | None:
+    """The body's writeKey as text; any other JSON type is a client bug worth naming."""
+    if value is None or isinstance(value, str):
+        return _text_or_none(value)
+    raise InputError(
+        "invalid_writeKey",
+        f"`writeKey` must be a string (the source's write key); got {type(value).__name__}",
     )
 
 

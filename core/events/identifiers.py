@@ -29,6 +29,13 @@ TRUST = {
     "anonymous_id": WEAK,
 }
 
+#: Longest id that identifies anyone: identifiers are a btree key in PostgreSQL, whose rows are
+#: limited to about 2.7 KB; 256 characters is 1 KB even in 4-byte UTF-8, and no real id is longer.
+MAX_ID_CHARS = 256
+
+#: Longest email address that can be delivered (RFC 5321's path limit less the angle brackets).
+MAX_EMAIL_CHARS = 254
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ZEROS_AND_DASHES = re.compile(r"^[0\-_.\s]*$")
 
@@ -63,12 +70,19 @@ def normalise_id(value: object) -> str | None:
     return unicodedata.normalize("NFC", value.strip()) or None
 
 
+def identifier_id(value: object) -> str | None:
+    """A user, device or CRM id as an identifier: `normalise_id`, but None when it is longer
+    than MAX_ID_CHARS (no real id is; a longer one cannot be stored as a key)."""
+    normalised = normalise_id(value)
+    return normalised if normalised and len(normalised) <= MAX_ID_CHARS else None
+
+
 def normalise_email(value: object) -> str | None:
-    """Trimmed and lower-cased, when it looks like an address."""
+    """Trimmed and lower-cased, when it looks like an address no longer than MAX_EMAIL_CHARS."""
     if not isinstance(value, str):
         return None
     email = unicodedata.normalize("NFC", value.strip()).lower()
-    return email if _EMAIL.match(email) else None
+    return email if len(email) <= MAX_EMAIL_CHARS and _EMAIL.match(email) else None
 
 
 def normalise_phone(value: object, region: str) -> str | None:

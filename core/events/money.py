@@ -6,6 +6,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from c360.events.text import shown
+
 _NUMERIC = re.compile(r"^-?\d+(\.\d+)?$")
 
 #: No real order is worth 10**15 in any currency (VND included); larger is a client bug such as
@@ -30,9 +32,20 @@ def order_value(properties: dict[str, Any]) -> tuple[Decimal | None, str | None]
         if field in properties and properties[field] is not None:
             amount = read_money(properties[field])
             if amount is None:
-                return None, f"properties.{field} is not a number; left out of totals"
+                return None, _unreadable(field, properties[field])
             return amount, None
     return None, None
+
+
+def _unreadable(field: str, value: Any) -> str:
+    """Why an amount was left out: too large, or not a plain number (shown as sent)."""
+    amount = _as_decimal(value)
+    if amount is not None:
+        return f"properties.{field} is too large (10^15 or more); left out of totals"
+    return (
+        f"properties.{field} {shown(value)} is not a plain number (digits and a dot, e.g. 12.50);"
+        " left out of totals"
+    )
 
 
 def _as_decimal(value: Any) -> Decimal | None:

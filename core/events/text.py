@@ -9,6 +9,9 @@ from typing import Any
 
 from c360.errors import InputError
 
+#: How much of an unreadable value a warning repeats.
+_SHOWN_CHARS = 100
+
 
 def lenient_json(data: bytes) -> Any:
     """Parse JSON that strict decoders refuse for its text: bad UTF-8, lone surrogates.
@@ -20,7 +23,17 @@ def lenient_json(data: bytes) -> Any:
         parsed = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise InputError("invalid_json", f"the body is not valid JSON: {exc}") from exc
+    except RecursionError:  # callers check depth first; this keeps any miss a 400, not a 500
+        raise InputError(
+            "too_deeply_nested", "the body nests objects or arrays too deeply to read"
+        ) from None
     return clean(parsed)
+
+
+def shown(value: Any) -> str:
+    """A value as sent, cut to a length a warning can carry (enough to recognise it)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
 
 
 def clean(value: Any) -> Any:

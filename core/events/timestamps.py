@@ -6,10 +6,12 @@ that is implausible falls back to the time as sent, then to receivedAt, with a w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
+
+from c360.events.text import shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,8 @@ class EventTime:
     original: datetime | None
     sent_at: datetime | None
     warnings: tuple[str, ...]
+    #: Times that could not be read, by field name, kept as sent so the value is not lost
+    unreadable: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -63,27 +67,34 @@ def event_time(
 ) -> EventTime:
     """Decide an event's time from what the client sent and when it arrived."""
     warnings: list[str] = []
+    unreadable: dict[str, Any] = {}
     original = parse_time(raw_timestamp)
     sent_at = parse_time(raw_sent_at)
     if raw_timestamp not in (None, "") and original is None:
-        warnings.append("timestamp is not an ISO 8601 time; receivedAt used")
+        unreadable["timestamp"] = raw_timestamp
+        warnings.append(
+            f"timestamp {shown(raw_timestamp)} is not an ISO 8601 time; receivedAt used"
+        )
     if raw_sent_at not in (None, "") and sent_at is None:
-        warnings.append("sentAt is not an ISO 8601 time; no clock-skew correction")
+        unreadable["sentAt"] = raw_sent_at
+        warnings.append(
+            f"sentAt {shown(raw_sent_at)} is not an ISO 8601 time; no clock-skew correction"
+        )
 
     def plausible(moment: datetime) -> bool:
         return earliest <= moment <= received_at + max_future
 
     if original is None:
-        return EventTime(received_at, None, sent_at, tuple(warnings))
+        return EventTime(received_at, None, sent_at, tuple(warnings), unreadable)
 
     corrected = _corrected(original, sent_at, received_at)
     if corrected is not None and plausible(corrected):
-        return EventTime(corrected, original, sent_at, tuple(warnings))
+        return EventTime(corrected, original, sent_at, tuple(warnings), unreadable)
     if plausible(original):
         warnings.append("skew-corrected time is implausible; timestamp kept as sent")
-        return EventTime(original, original, sent_at, tuple(warnings))
+        return EventTime(original, original, sent_at, tuple(warnings), unreadable)
     warnings.append("timestamp is implausible; receivedAt used")
-    return EventTime(received_at, original, sent_at, tuple(warnings))
+    return EventTime(received_at, original, sent_at, tuple(warnings), unreadable)
 
 
 def _corrected(

@@ -111,9 +111,20 @@ def test_a_single_event_body_that_is_an_array_is_refused():
     assert caught.value.code == "invalid_json"
 
 
-def test_a_write_key_that_is_not_text_is_treated_as_missing():
-    assert parse_request(_body(_event(writeKey=12345678)), "track").write_key is None
-    assert parse_request(_body({"batch": [], "writeKey": ["k"]}), None).write_key is None
+@pytest.mark.parametrize(
+    ("body", "endpoint", "got"),
+    [
+        (_body(_event(writeKey=12345678)), "track", "int"),
+        (_body({"batch": [], "writeKey": ["k"]}), None, "list"),
+    ],
+)
+def test_a_write_key_that_is_not_text_is_refused_saying_it_must_be_a_string(body, endpoint, got):
+    with pytest.raises(InputError) as caught:
+        parse_request(body, endpoint)
+
+    assert caught.value.code == "invalid_writeKey"
+    assert caught.value.status_code == 400
+    assert "must be a string" in caught.value.message and got in caught.value.message
 
 
 def test_bare_nan_in_a_single_event_is_refused_with_a_400():

@@ -381,3 +381,56 @@ def test_the_segment_python_client_works_unchanged_against_a_real_server(live_se
     assert events["track"].properties["order_id"] == order_id
     assert events["page"].user_id is None and events["page"].anonymous_id == "anon-seg"
     assert events["track"].context["library"]["name"] == "analytics-python"
+
+
+def test_a_single_event_endpoint_answers_400_for_its_rejected_event_and_dead_letters_it(
+    client, runtime
+):
+    response = client.post("/v1/alias", json={"userId": "u-1"}, headers=basic(WRITE_KEY))
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "missing_previousId",
+        "message": "an alias event needs a non-empty `previousId`",
+    }
+    assert [letter["code"] for letter in dead_letters(runtime)] == ["missing_previousId"]
+
+
+def test_batch_errors_and_warnings_name_each_event_by_index(client):
+    batch = [
+        {"type": "track", "userId": "u-1", "event": "Order", "properties": {"revenue": "abc"}},
+        {"type": "track", "event": "E"},
+        {"type": "track", "userId": "u-1", "event": "E", "messageId": "m-3"},
+    ]
+
+    response = client.post("/v1/batch", json={"batch": batch}, headers=basic(WRITE_KEY))
+
+    body = response.json()
+    assert response.status_code == 200
+    assert [(e["index"], e["code"]) for e in body["errors"]] == [(1, "missing_identity")]
+    money = [w for w in body["warnings"] if "revenue" in w["message"]]
+    assert [(w["index"], w["messageId"][:5]) for w in money] == [(0, "c360-")]
+    assert "'abc' is not a plain number" in money[0]["message"]
+    assert all(w["index"] != 2 for w in body["warnings"])
+
+
+def test_a_deep_event_is_rejected_alone_over_http(client, runtime):
+    deep = '{"type": "track", "userId": "u", "event": "E", "p": ' + "[" * 2000 + "]" * 2000 + "}"
+    good = '{"type": "track", "userId": "u", "event": "E", "messageId": "ok"}'
+
+    response = client.post(
+        "/v1/batch",
+        content='{"batch": [' + good + "," + deep + "]}",
+        headers={**basic(WRITE_KEY), "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["accepted"], response.json()["rejected"]) == (1, 1)
+    assert response.json()["errors"][0]["code"] == "too_deeply_nested"
+
+
+def test_a_write_key_that_is_not_a_string_gets_a_400_saying_so(client):
+    response = client.post("/v1/track", json={"writeKey": 5, "userId": "u", "event": "E"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_writeKey"

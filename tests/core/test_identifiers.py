@@ -287,3 +287,20 @@ def test_an_alias_with_a_placeholder_previous_id_links_nothing_more(plain_settin
     found = identity_rules.c360_event_identifiers(event=event, settings=plain_settings)
 
     assert _pairs(found) == [("user_id", "u-1")]
+
+
+def test_an_email_over_254_characters_is_not_an_identifier():
+    from c360.events.identifiers import normalise_email
+
+    local = "a" * 64
+    fits = local + "@" + "b" * (254 - 64 - 1 - 3) + ".vn"
+    assert len(fits) == 254
+    assert normalise_email(fits) == fits
+    assert normalise_email("c" + fits) is None
+
+
+def test_an_id_over_256_characters_is_not_an_identifier():
+    from c360.events.identifiers import identifier_id
+
+    assert identifier_id("x" * 256) == "x" * 256
+    assert identifier_id("x" * 257) is None

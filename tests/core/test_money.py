@@ -83,3 +83,20 @@ def test_an_unreadable_order_value_is_flagged_naming_the_field(value):
 
     assert amount is None
     assert warning is not None and "properties.revenue" in warning
+
+
+@pytest.mark.parametrize("value", [10**15, "1000000000000000", "-1000000000000000.5"])
+def test_an_amount_of_10_to_the_15_or_more_is_flagged_as_too_large(value):
+    assert order_value({"revenue": value}) == (
+        None,
+        "properties.revenue is too large (10^15 or more); left out of totals",
+    )
+
+
+def test_an_unreadable_amount_is_shown_in_its_warning():
+    _amount, warning = order_value({"total": "12,50"})
+
+    assert warning == (
+        "properties.total '12,50' is not a plain number (digits and a dot, e.g. 12.50);"
+        " left out of totals"
+    )

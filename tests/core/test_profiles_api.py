@@ -268,3 +268,55 @@ def test_profiles_are_read_from_postgresql_when_the_cache_is_unreachable(runtime
     assert one.json()["profile_id"] == lan
     assert many.status_code == 200, many.text
     assert [p["profile_id"] for p in many.json()["profiles"]] == [lan]
+
+
+def test_a_reference_with_nul_matches_the_id_stored_with_a_replacement(client, runtime):
+    run(runtime, {"type": "identify", "userId": "u7\x00x", "messageId": "m-nul"})
+
+    response = client.get("/v1/profiles/u7%00x", headers=TOKEN)
+
+    assert response.status_code == 200, response.text
+    assert any(i["value"] == "u7\ufffdx" for i in response.json()["identifiers"])
+
+
+@pytest.mark.parametrize("reference", ["%00", "%ED%A0%80", "x" * 3000, "email:", "profile_id:zz"])
+def test_odd_references_get_404_not_500(client, lan, reference):
+    assert client.get(f"/v1/profiles/{reference}", headers=TOKEN).status_code == 404
+
+
+def test_a_profile_id_prefix_works_like_the_bare_uuid(client, lan):
+    response = client.get(f"/v1/profiles/profile_id:{lan}", headers=TOKEN)
+
+    assert response.status_code == 200 and response.json()["profile_id"] == lan
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"offset": "99999999999999999999"}, "10,000,000"),
+        ({"min_orders": "99999999999999999999"}, "1,000,000,000"),
+        ({"limt": "5"}, "min_orders, min_revenue, seen_after, order_by, limit, offset"),
+        ({"seen_after": "01/03/2026"}, "2026-03-01T00:00:00Z"),
+    ],
+)
+def test_bad_list_parameters_get_400_saying_what_is_expected(client, shop, params, words):
+    response = client.get("/v1/profiles", params=params, headers=TOKEN)
+
+    assert response.status_code == 400, response.text
+    assert words in response.json()["message"]
+
+
+def test_seen_after_takes_a_plain_date_as_midnight_utc(client, shop):
+    # last seen: u-c Feb 3 10:00, u-a Feb 2, u-b Feb 1, u-d on receipt (Mar 1, no timestamp)
+    assert sorted(u for u, *_ in listed(client, seen_after="2026-02-03")) == ["u-c", "u-d"]
+
+
+def test_money_reads_the_same_from_the_single_and_the_list_endpoint(client, runtime):
+    run(runtime, order("m-big", "u-big", "13990.93"))
+
+    listed_doc = client.get("/v1/profiles", headers=TOKEN).json()["profiles"][0]
+    first = client.get("/v1/profiles/u-big", headers=TOKEN)  # from PostgreSQL, then cached
+    cached = client.get("/v1/profiles/u-big", headers=TOKEN)
+
+    assert b'"revenue":13990.93' in cached.content
+    assert first.json() == cached.json() == listed_doc
