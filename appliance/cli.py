@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from c360.appliance import logs
+from c360.appliance import datadir, logs
 from c360.errors import C360Error, SettingsError
 from c360.settings import Settings, load_settings
 
@@ -23,39 +24,65 @@ _JSON = msgspec.json.Encoder(enc_hook=str, decimal_format="number")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
+#: A command line that asks for something c360 will not do as given (argparse also uses 2).
+EXIT_USAGE = 2
+#: The data folder or a port is held by another process; nothing was started.
+EXIT_IN_USE = 3
+
+
+class UsageError(C360Error):
+    """An option has a value the command cannot work with."""
+
 
 EPILOG = """examples:
   c360 trial                          replay CDNOW, print a summary, keep serving the API
   c360 trial --json --no-serve        the summary as JSON, then exit
   c360 trial --limit 5000 --data-dir /tmp/c360
   c360 up --data-dir /srv/c360        run the appliance on the embedded engines
-  c360 migrate --down 0               roll the schema back
+  c360 migrate --down 0 --yes         roll the schema back (drops every table)
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `c360` console script."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    os.umask(datadir.PRIVATE_UMASK)  # customer data, secrets and logs: for the owner only
+    args = _parser().parse_args(argv)
     try:
-        settings = load_settings(
-            {"data_dir": args.data_dir, "port": getattr(args, "port", None)},
-            config_file=args.config,
-        )
+        return _run(args)
     except SettingsError as exc:
-        print(f"c360: {exc}", file=sys.stderr)
-        return EXIT_BAD_SETTINGS
-    logs.configure(settings, quiet=getattr(args, "json", False))
-    try:
-        return int(args.func(settings, args) or EXIT_OK)
-    except SettingsError as exc:
-        print(f"c360: {exc}", file=sys.stderr)
-        return EXIT_BAD_SETTINGS
+        return _fail(str(exc), EXIT_BAD_SETTINGS)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except datadir.InUse as exc:
+        return _fail(str(exc), EXIT_IN_USE)
     except C360Error as exc:
-        print(f"c360: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _fail(str(exc), EXIT_FAILED)
+    except OSError as exc:  # last resort: say which path, not a traceback
+        return _fail(_describe_os_error(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(
+        {"data_dir": args.data_dir, "port": getattr(args, "port", None)},
+        config_file=args.config,
+    )
+    logs.configure(settings, quiet=getattr(args, "json", False))
+    return int(args.func(settings, args) or EXIT_OK)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"c360: {message}", file=sys.stderr)
+    return code
+
+
+def _describe_os_error(exc: OSError) -> str:
+    path = exc.filename or "a file"
+    return (
+        f"cannot use {path} ({exc.strerror or exc}); check that it exists and that this user "
+        "may read and write it, or choose another --data-dir"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate_cmd = commands.add_parser("migrate", help="apply (or roll back) schema migrations")
     migrate_cmd.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     migrate_cmd.add_argument("--down", type=int, help="roll back to this version")
+    migrate_cmd.add_argument(
+        "--yes", action="store_true", help="confirm a roll-back (it drops tables and their rows)"
+    )
     migrate_cmd.set_defaults(func=_migrate)
 
     show = commands.add_parser("settings", help="print the settings in force (secrets masked)")
@@ -105,15 +135,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _trial(settings: Settings, args: argparse.Namespace) -> int:
-    from c360.appliance.trial import TrialOptions, run_trial
+    from c360.appliance.trial import TrialOptions, my_write_key, run_trial
 
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("limit must be at least 1; give --limit N, or leave it out to replay all")
     options = TrialOptions(limit=args.limit, serve=not args.no_serve, dataset=args.dataset)
     progress = None if args.json else _progress_printer()
     summary, stack = run_trial(settings, options, progress)
     if args.json:
         print(_JSON.encode(summary).decode())
     else:
-        _print_summary(summary)
+        _print_summary(summary, my_write_key(stack.settings))
     sys.stdout.flush()
     if options.serve:
         _serve_until_interrupted(stack)
@@ -129,6 +161,11 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
             "no write key is configured, so no source could send events: set C360_WRITE_KEYS "
             "to 'key:source[,key:source...]' (keys of at least 8 characters)"
         )
+    if not settings.api_tokens:
+        logging.getLogger(__name__).warning(
+            "No API token is set, so the profile API will refuse every request until "
+            "C360_API_TOKENS is set."
+        )
     stack = Stack(settings, workers=args.workers)
     stack.start()
     print(f"c360 is serving on {stack.url} (Ctrl-C to stop)")
@@ -143,13 +180,19 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from c360 import migrate
     from c360.appliance.engines import EmbeddedPostgres
 
-    engine = None
+    if args.down is not None and not args.yes:
+        raise UsageError(_roll_back_warning(args.down))
+    engine = lock = None
     dsn = settings.postgres_dsn
-    if not dsn:
+    if not dsn:  # the embedded engine: not while a running c360 uses the same folder
+        datadir.create(settings.data_dir)
+        lock = datadir.DataDirLock(settings.data_dir)
+        lock.acquire()
         engine = EmbeddedPostgres(settings.data_dir)
-        engine.start()
-        dsn = engine.dsn
     try:
+        if engine:
+            engine.start()
+            dsn = engine.dsn
         with psycopg.connect(dsn, autocommit=True) as conn:
             changed = (
                 migrate.downgrade(conn, args.down)
@@ -163,7 +206,24 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         if engine:
             engine.stop()
+        if lock:
+            lock.release()
     return EXIT_OK
+
+
+def _roll_back_warning(target: int) -> str:
+    """What `migrate --down target` would drop, and how to confirm it."""
+    from c360 import migrate
+
+    undone = migrate.rolled_back_by(target)
+    if not undone:
+        return f"no migration is newer than version {target}; nothing to roll back"
+    tables = ", ".join(migrate.tables_dropped(undone)) or "no tables"
+    versions = ", ".join(f"{m.version:04d}" for m in undone)
+    return (
+        f"rolling back to version {target} undoes migrations {versions} and drops {tables} "
+        "with every row in them (the lake files stay); add --yes to do it"
+    )
 
 
 def _show_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -227,7 +287,7 @@ def _progress_printer() -> Any:
     return show if sys.stderr.isatty() else None
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: dict[str, Any], my_key: str | None = None) -> None:
     lines = [
         "c360 trial: CDNOW purchase log",
         f"  events accepted   {summary['events_accepted']:>12,}",
@@ -252,7 +312,20 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"  curl -H 'Authorization: Bearer {summary['api_token']}' "
             f"{summary['api']}/v1/profiles/cdnow-00001"
         )
+        if my_key:
+            lines += _my_events_lines(summary["api"], my_key)
     print("\n".join(lines))
+
+
+def _my_events_lines(api: str, my_key: str) -> list[str]:
+    """How to send events of one's own, under a source of their own (not mixed into CDNOW)."""
+    from c360.appliance.trial import MY_SOURCE
+
+    body = '{"userId": "me-1", "event": "Tried c360", "properties": {"plan": "trial"}}'
+    return [
+        f"Send your own events with your write key (source {MY_SOURCE!r}):",
+        f"  curl -u '{my_key}:' -H 'Content-Type: application/json' -d '{body}' {api}/v1/track",
+    ]
 
 
 if __name__ == "__main__":

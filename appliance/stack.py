@@ -12,15 +12,23 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import psutil
 import psycopg
 
 from c360 import migrate
-from c360.appliance.engines import EmbeddedPostgres, EmbeddedValkey, die_with_parent
+from c360.appliance import datadir
+from c360.appliance.engines import (
+    EmbeddedPostgres,
+    EmbeddedValkey,
+    die_with_parent,
+    port_is_free,
+)
 from c360.errors import EngineError
 from c360.settings import Settings, to_environment
+from c360.stages import lake_sink
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +43,30 @@ class Stack:
         self.valkey: EmbeddedValkey | None = None
         self.children: list[subprocess.Popen[bytes]] = []
         self._commands: dict[int, tuple[list[str], str]] = {}
+        self.lock = datadir.DataDirLock(settings.data_dir)
+        self._pauses: dict[str, float] = {}
 
     def start(self) -> Settings:
-        """Start engines (unless servers are configured), migrate, start services."""
+        """Lock the data folder, start engines (unless servers are configured), migrate,
+        reconcile the lake index, start services."""
+        datadir.create(self.settings.data_dir)
+        self.lock.acquire()
+        try:
+            return self._start_locked()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_locked(self) -> Settings:
         data_dir = self.settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        # checked before anything starts: the gateway would otherwise die after the engines
+        if not port_is_free(self.settings.host, self.settings.port):
+            raise datadir.InUse(
+                f"port {self.settings.port} on {self.settings.host} is in use; choose another "
+                "with --port"
+            )
+        if self.settings.postgres_dsn:  # else the embedded PostgreSQL prepares it for its user
+            datadir.prepare(data_dir)
         changes = {}
         if not self.settings.postgres_dsn:
             self.postgres = EmbeddedPostgres(data_dir)
@@ -52,6 +79,8 @@ class Stack:
         self.settings = dataclasses.replace(self.settings, **changes)
         with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
             migrate.upgrade(conn)
+            # before any worker runs its lake sink, so no event is claimed and written twice
+            lake_sink.rebuild_index(conn, self.settings.lake_dir)
         for index in range(self.workers):
             self._spawn(["worker", "--index", str(index)], f"worker-{index}")
         self._spawn(["gateway"], "gateway")
@@ -59,30 +88,66 @@ class Stack:
         return self.settings
 
     def supervise(self, stop: threading.Event) -> None:
-        """Until `stop` is set, restart any service process that exits, with growing pauses
-        (1 s doubling to a minute) so a process that cannot start does not spin."""
-        pauses: dict[str, float] = {}
+        """Until `stop` is set, restart any embedded engine or service process that exits,
+        with growing pauses (1 s doubling to a minute) so one that cannot start does not spin."""
         while not stop.wait(1.0):
+            if not self._revive_engines(stop):
+                return
             for position, child in enumerate(self.children):
                 code = child.poll()
                 if code is None:
                     continue
                 args, name = self._commands[child.pid]
-                pause = pauses.get(name, 0.5) * 2
-                pauses[name] = min(pause, 60.0)
-                log.error(
-                    "The %s process (pid %d) exited with code %s; restarting it in %.0f s.",
-                    name,
-                    child.pid,
-                    code,
-                    pause,
-                )
-                if stop.wait(pause):
+                log.error("The %s process (pid %d) exited with code %s.", name, child.pid, code)
+                if not self._pause_before_restart(name, stop):
                     return
                 self.children[position] = self._launch(args, name)
 
+    def _revive_engines(self, stop: threading.Event) -> bool:
+        """Restart a dead embedded engine; False if `stop` was set meanwhile. Valkey comes back
+        on the same socket and PostgreSQL on its remembered port, so the services' clients
+        reconnect; if PostgreSQL had to take another port, the services restart with it."""
+        for name, engine in (("Valkey", self.valkey), ("PostgreSQL", self.postgres)):
+            if engine is None or engine.alive:
+                continue
+            code = engine.process.poll() if engine.process else None
+            log.error("The embedded %s exited with code %s.", name, code)
+            if not self._pause_before_restart(name, stop):
+                return False
+            try:
+                engine.start()
+            except EngineError as exc:
+                log.error("The embedded %s could not restart: %s", name, exc)
+                continue
+            log.warning("The embedded %s is running again.", name)
+            if engine is self.postgres and self.settings.postgres_dsn != self.postgres.dsn:
+                self._restart_services(postgres_dsn=self.postgres.dsn)
+        return True
+
+    def _pause_before_restart(self, name: str, stop: threading.Event) -> bool:
+        """Wait the next pause for `name`; False if `stop` was set meanwhile."""
+        pause = self._pauses.get(name, 0.5) * 2
+        self._pauses[name] = min(pause, 60.0)
+        log.warning("Restarting %s in %.0f s.", name, pause)
+        return not stop.wait(pause)
+
+    def _restart_services(self, **changes: object) -> None:
+        """Stop every service and start it again with changed settings."""
+        log.warning("Restarting the services with new settings: %s.", sorted(changes))
+        self.settings = dataclasses.replace(self.settings, **changes)
+        self._stop_services()
+        self.children = [self._launch(*self._commands[child.pid]) for child in self.children]
+
     def stop(self) -> None:
-        """Stop services, then engines."""
+        """Stop services, then engines, then let the next c360 use the data folder."""
+        self._stop_services()
+        if self.valkey:
+            self.valkey.stop()
+        if self.postgres:
+            self.postgres.stop()
+        self.lock.release()
+
+    def _stop_services(self) -> None:
         for child in self.children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -91,10 +156,6 @@ class Stack:
                 child.wait(20)
             except subprocess.TimeoutExpired:
                 child.kill()
-        if self.valkey:
-            self.valkey.stop()
-        if self.postgres:
-            self.postgres.stop()
 
     def check_alive(self) -> None:
         """Raise EngineError if a service process has exited (nothing restarts it)."""
@@ -117,21 +178,23 @@ class Stack:
     def _launch(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         """Start one service process, after stopping what an earlier run left of it."""
         run_dir = Path(self.settings.data_dir) / "run"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         pid_file = run_dir / f"{name}.pid"
         stop_leftover_service(pid_file)
         env = {**os.environ, **settings_environment(self.settings)}
         log_path = Path(self.settings.data_dir) / "logs" / f"{name}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log_file:
+        log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _private_append(log_path) as log_file:
             child = subprocess.Popen(
                 [sys.executable, "-m", "c360.appliance.cli", *args],
                 env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                umask=datadir.PRIVATE_UMASK,  # lake files and anything else it writes: 0600
                 preexec_fn=lambda: die_with_parent(signal.SIGTERM),
             )
-        pid_file.write_text(str(child.pid))
+        with _private_write(pid_file) as handle:
+            handle.write(str(child.pid).encode())
         self._commands[child.pid] = (args, name)
         return child
 
@@ -150,6 +213,16 @@ class Stack:
                 pass
             time.sleep(0.2)
         raise EngineError(f"the gateway did not answer on {self.url} within {timeout:.0f} s")
+
+
+def _private_append(path: Path) -> IO[bytes]:
+    """Open a log for appending, created 0600 whatever the process umask."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+
+def _private_write(path: Path) -> IO[bytes]:
+    """Open a small file for writing from scratch, created 0600 whatever the process umask."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 def stop_leftover_service(pid_file: Path, timeout: float = 15.0) -> None:

@@ -8,7 +8,6 @@ means no number changes.
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -20,6 +19,8 @@ import redis
 import segment.analytics as segment_analytics
 
 from c360 import counters, profile_service
+from c360.appliance import datadir
+from c360.appliance.engines import kept_secret
 from c360.appliance.stack import Stack
 from c360.connectors import cdnow
 from c360.errors import C360Error
@@ -29,6 +30,9 @@ from c360.settings import Settings
 log = logging.getLogger(__name__)
 
 TRIAL_SOURCE = "cdnow-trial"
+
+#: The source of the events a user sends while trying c360, kept apart from CDNOW's.
+MY_SOURCE = "my-events"
 
 #: How long to wait for the pipeline to catch up after the replay before giving up.
 CATCH_UP_TIMEOUT_S = 600
@@ -44,21 +48,34 @@ class TrialOptions:
 
 
 def trial_settings(settings: Settings) -> Settings:
-    """Settings with a write key and an API token for the trial, kept in the data folder."""
+    """Settings with write keys (the replay's, and one for the user's own experiments) and an
+    API token for the trial, kept in the data folder."""
     secret_dir = settings.data_dir / "secrets"
-    write_key = _kept_secret(secret_dir / "trial-write-key")
-    token = _kept_secret(secret_dir / "trial-api-token")
+    write_key = kept_secret(secret_dir / "trial-write-key")
+    my_key = kept_secret(secret_dir / "my-write-key")
+    token = kept_secret(secret_dir / "trial-api-token")
     return replace(
         settings,
-        write_keys={**settings.write_keys, write_key: TRIAL_SOURCE},
+        write_keys={**settings.write_keys, write_key: TRIAL_SOURCE, my_key: MY_SOURCE},
         api_tokens=(*settings.api_tokens, token),
     )
+
+
+def my_write_key(settings: Settings) -> str | None:
+    """The write key for the user's own events (source `my-events`), if the trial set one."""
+    return next((key for key, source in settings.write_keys.items() if source == MY_SOURCE), None)
 
 
 def run_trial(
     settings: Settings, options: TrialOptions, progress: Any = None
 ) -> tuple[dict[str, Any], Stack]:
     """Run the whole trial; returns the summary and the stack, still running when serving."""
+    if options.dataset is not None and not options.dataset.is_file():
+        raise C360Error(
+            f"the dataset {options.dataset} does not exist or is not a file; give the path of a "
+            "CDNOW_master.txt with --dataset, or leave --dataset out to download it"
+        )
+    datadir.create(settings.data_dir)  # a clear message if it cannot be written, before secrets
     settings = trial_settings(settings)
     dataset = options.dataset or cdnow.fetch(settings.data_dir / "downloads")
     purchases = list(cdnow.read(dataset, options.limit))
@@ -244,13 +261,3 @@ def _user_id(doc: dict[str, Any]) -> str | None:
         if ident["type"] == "user_id":
             return ident["value"]
     return None
-
-
-def _kept_secret(path: Path) -> str:
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(24)
-    path.write_text(value)
-    path.chmod(0o600)
-    return value

@@ -83,27 +83,44 @@ def fetch(cache_dir: Path) -> Path:
 
 
 def read(path: Path, limit: int | None = None) -> Iterator[Purchase]:
-    """Purchases in file order; `limit` stops after that many lines."""
+    """Purchases in file order; `limit` stops after that many lines. A line that is not a
+    purchase stops the read with a C360Error naming the file and the line."""
     with path.open("rb") as handle:
-        next(handle)  # header line
+        next(handle, None)  # header line
         for line_no, raw in enumerate(handle, start=2):
             if limit is not None and line_no - 1 > limit:
                 return
-            line = raw.decode("ascii").strip()
-            if not line:
-                continue
-            yield parse_line(line_no, line)
+            try:
+                line = raw.decode("ascii").strip()
+                if line:
+                    yield parse_line(line_no, line)
+            except ValueError as exc:  # also UnicodeDecodeError, a bad date or number
+                raise C360Error(
+                    f"line {line_no} of {path} is not a CDNOW purchase (customer id, date as "
+                    f"YYYYMMDD, CDs, dollars): {raw[:80]!r}; fix or remove that line"
+                ) from exc
 
 
 def parse_line(line_no: int, line: str) -> Purchase:
     """One purchase from a line such as `00001 19970101  1   11.77`."""
-    customer, day, quantity, dollars = line.split()
+    customer, day, quantity, dollars = line.split()  # ValueError if not four fields
     digest = hashlib.sha1(f"{line_no}:{line}".encode()).hexdigest()[:12]
     return Purchase(
         line_no=line_no,
         customer=customer,
         day=datetime.strptime(day, "%Y%m%d").date(),
         quantity=int(quantity),
-        dollars=Decimal(dollars),
+        dollars=_dollars(dollars),
         message_id=f"cdnow-{line_no}-{digest}",
     )
+
+
+def _dollars(text: str) -> Decimal:
+    """A finite dollar amount; Decimal's own error is not a ValueError, so translate it."""
+    try:
+        value = Decimal(text)
+    except ArithmeticError as exc:
+        raise ValueError(f"{text!r} is not an amount") from exc
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not an amount")
+    return value

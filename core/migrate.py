@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_(\w+)\.(up|down)\.sql$")
 _LOCK_KEY = 3_600_360  # advisory lock so two processes never migrate at once
+_DROP_TABLE = re.compile(r"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([\w.]+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,17 @@ def downgrade(conn: psycopg.Connection, target: int) -> list[int]:
         log.info("Rolled back migration %04d.", version)
         undone.append(version)
     return undone
+
+
+def rolled_back_by(target: int) -> list[Migration]:
+    """The shipped migrations a `downgrade(conn, target)` would undo (if applied), newest
+    first: what to show before asking someone to confirm."""
+    return [m for m in reversed(available()) if m.version > target]
+
+
+def tables_dropped(migrations: list[Migration]) -> list[str]:
+    """Tables the down SQL of these migrations drops, with every row in them."""
+    return [name for m in migrations for name in _DROP_TABLE.findall(m.down)]
 
 
 def _ensure_table(conn: psycopg.Connection) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -96,7 +98,7 @@ class Settings:
     )
     max_future_skew_s: int = _doc(
         "A corrected event time more than this many seconds ahead of receipt is implausible.",
-        default=24 * 3600,
+        default=3600,
     )
     cache_ttl_s: int = _doc("How long a profile stays in the Valkey cache.", default=24 * 3600)
     log_format: str = _doc("'text' on a terminal, 'json' in appliance mode.", default="text")
@@ -118,6 +120,11 @@ class Settings:
         for name in SECRET_FIELDS:
             if shown.get(name):
                 shown[name] = "***"
+        # which sources may send is worth seeing; the keys themselves are not
+        if self.write_keys:
+            shown["write_keys"] = [
+                f"{mask_write_key(key)}:{source}" for key, source in self.write_keys.items()
+            ]
         if shown.get("postgres_dsn"):
             shown["postgres_dsn"] = _mask_password(shown["postgres_dsn"])
         if shown.get("valkey_url"):
@@ -126,6 +133,17 @@ class Settings:
 
 
 SECRET_FIELDS = ("write_keys", "api_tokens")
+
+#: Levels the standard `logging` module knows by name.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: One label of a hostname (RFC 1123): letters, digits and inner hyphens, at most 63 long.
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def mask_write_key(key: str) -> str:
+    """A write key shown by its first 4 characters only: enough to tell keys apart."""
+    return f"{key[:4]}…"
 
 
 def load_settings(
@@ -233,14 +251,24 @@ def _convert(name: str, hint: Any, value: Any) -> Any:
 
 
 def _parse_mapping(value: Any) -> dict[str, str]:
+    """`key:source` pairs separated by commas (or a TOML table); a key without its source is
+    refused, since events under a made-up source would be mixed with other senders'."""
     if isinstance(value, Mapping):
-        return {str(k): str(v) for k, v in value.items()}
-    pairs = [item.strip() for item in str(value).split(",") if item.strip()]
-    mapping = {}
-    for pair in pairs:
-        key, _, source = pair.partition(":")
-        mapping[key.strip()] = source.strip() or "default"
-    return mapping
+        pairs = [(str(k).strip(), str(v).strip()) for k, v in value.items()]
+    else:
+        items = [item.strip() for item in str(value).split(",") if item.strip()]
+        pairs = [_split_pair(item) for item in items]
+    for key, source in pairs:
+        if not key or not source:
+            raise ValueError(
+                f"{mask_write_key(key)!r} has no source; write 'key:source', e.g. 'k3y-w3b-1:web'"
+            )
+    return dict(pairs)
+
+
+def _split_pair(item: str) -> tuple[str, str]:
+    key, _, source = item.partition(":")
+    return key.strip(), source.strip()
 
 
 def _parse_list(value: Any) -> tuple[str, ...]:
@@ -268,6 +296,35 @@ def _check(settings: Settings) -> None:
     for key in settings.write_keys:
         if len(key) < 8:
             raise SettingsError("each write key must be at least 8 characters (C360_WRITE_KEYS)")
+    _check_workers_and_logs(settings)
+    _check_host(settings.host)
+
+
+def _check_workers_and_logs(settings: Settings) -> None:
+    if settings.worker_threads < 1:
+        raise SettingsError("worker_threads must be at least 1 (C360_WORKER_THREADS)")
+    if settings.cache_ttl_s < 1:
+        raise SettingsError("cache_ttl_s must be at least 1 second (C360_CACHE_TTL_S)")
+    if settings.log_level.upper() not in LOG_LEVELS:
+        raise SettingsError(
+            f"log_level must be one of {', '.join(LOG_LEVELS)}; got {settings.log_level!r} "
+            "(C360_LOG_LEVEL)"
+        )
+
+
+def _check_host(host: str) -> None:
+    """The listen address must be an IP address or a hostname, or nothing could bind to it."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise SettingsError(
+            f"host must be an IP address or a hostname such as 127.0.0.1 or localhost; got "
+            f"{host!r} (C360_HOST)"
+        )
 
 
 def _mask_password(url: str) -> str:

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+import pyarrow.parquet as pq
 
 from c360.adapters.lake import file_of
 from c360.events.model import decode_event, first_copies
@@ -53,3 +57,48 @@ def sink(runtime: Runtime, batch_name: str, payloads: Sequence[bytes]) -> int:
         len(events) - len(mine),
     )
     return len(mine)
+
+
+def rebuild_index(conn: psycopg.Connection, lake_root: Path) -> int:
+    """Index the events of lake files the index does not know, from the files themselves.
+
+    The index can lose rows the lake still holds (a `c360 migrate --down` drops the table and
+    leaves the files); unindexed, a replay of those events would claim and write them again.
+    Run before any sink starts. Only files absent from the index are read, and of them only
+    the `source` and `message_id` columns. Returns how many events were indexed.
+    """
+    on_disk = _lake_files(lake_root)
+    if not on_disk:
+        return 0
+    known = {row[0] for row in conn.execute("SELECT DISTINCT file FROM lake_index")}
+    missing = sorted(set(on_disk) - known)
+    indexed = 0
+    for name in missing:
+        keys = pq.read_table(lake_root / name, columns=["source", "message_id"])
+        with conn.transaction():
+            done = conn.execute(
+                "INSERT INTO lake_index (source, message_id, file)"
+                " SELECT s, m, %s FROM unnest(%s::text[], %s::text[]) AS k(s, m)"
+                " ON CONFLICT (source, message_id) DO NOTHING",
+                (name, keys.column("source").to_pylist(), keys.column("message_id").to_pylist()),
+            )
+        indexed += done.rowcount
+    if indexed:
+        log.warning(
+            "The lake index lacked %d events held in %d lake files; indexed them from the files.",
+            indexed,
+            len(missing),
+        )
+    return indexed
+
+
+def _lake_files(lake_root: Path) -> list[str]:
+    """Parquet files under the lake's root, relative to it; temporary files (`.name.tmp`,
+    half-written by a batch that crashed) are not part of the lake."""
+    if not lake_root.is_dir():
+        return []
+    return [
+        str(path.relative_to(lake_root))
+        for path in lake_root.rglob("*.parquet")
+        if not path.name.startswith(".")
+    ]

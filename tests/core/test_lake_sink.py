@@ -177,3 +177,35 @@ def test_an_empty_lake_reads_as_no_rows(runtime):
 
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _index(runtime) -> set[tuple[str, str, str]]:
+    with runtime.pool.connection() as conn:
+        return set(conn.execute("SELECT source, message_id, file FROM lake_index").fetchall())
+
+
+def test_a_lost_index_is_rebuilt_from_the_files_so_a_replay_writes_nothing_again(runtime):
+    batch = payloads(runtime, *tracks("m-1", "m-2"))
+    lake_sink.sink(runtime, "b1", batch)
+    before = _index(runtime)
+    with runtime.pool.connection() as conn:
+        conn.execute("TRUNCATE lake_index")  # as `c360 migrate --down 0` then `up` leaves it
+
+    with runtime.pool.connection() as conn:
+        indexed = lake_sink.rebuild_index(conn, runtime.settings.lake_dir)
+    written = lake_sink.sink(runtime, "b2", batch)
+
+    assert indexed == 2
+    assert _index(runtime) == before
+    assert written == 0
+    assert ids_via_pyarrow(runtime) == Counter({"m-1": 1, "m-2": 1})
+
+
+def test_rebuilding_a_complete_index_reads_no_file_and_changes_nothing(runtime):
+    lake_sink.sink(runtime, "b1", payloads(runtime, *tracks("m-1")))
+    stray = runtime.settings.lake_dir / "dt=2026-03-01" / "event_type=track" / ".b9.parquet.tmp"
+    stray.write_bytes(b"half a file")
+
+    with runtime.pool.connection() as conn:
+        assert lake_sink.rebuild_index(conn, runtime.settings.lake_dir) == 0
+        assert lake_sink.rebuild_index(conn, runtime.settings.lake_dir / "absent") == 0

@@ -195,7 +195,7 @@ def test_redacted_settings_mask_secrets_and_passwords():
 
     shown = settings.redacted()
 
-    assert shown["write_keys"] == "***"
+    assert shown["write_keys"] == ["key-…:web"]
     assert shown["api_tokens"] == "***"
     assert shown["postgres_dsn"] == "postgresql://c360:***@db:5432/c360"
     assert "pa55" not in shown["valkey_url"]
@@ -230,3 +230,40 @@ def test_settings_survive_the_trip_through_the_environment_to_a_child_process():
     again = load_settings({}, environ=to_environment(original))
 
     assert again == original
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("worker_threads", "0"),
+        ("cache_ttl_s", "0"),
+        ("log_level", "LOUD"),
+        ("host", "not a host!"),
+        ("host", "-bad-.example"),
+    ],
+)
+def test_values_no_process_could_run_with_are_refused_naming_the_setting(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({}, environ={f"C360_{name.upper()}": value})
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "localhost", "c360.example.vn"])
+def test_an_ip_address_or_hostname_is_a_valid_host(host):
+    assert load_settings({"host": host}, environ={}).host == host
+
+
+def test_a_lower_case_log_level_is_accepted():
+    assert load_settings({}, environ={"C360_LOG_LEVEL": "debug"}).log_level == "debug"
+
+
+def test_a_write_key_without_its_source_is_refused_without_showing_the_key():
+    with pytest.raises(SettingsError, match="write 'key:source'") as caught:
+        load_settings({}, environ={"C360_WRITE_KEYS": "k3y-w3b-secret"})
+
+    assert "secret" not in str(caught.value)
+
+
+def test_redacted_write_keys_show_sources_and_four_characters_of_each_key():
+    settings = load_settings({"write_keys": {"key-web-1": "web", "key-ios-1": "ios"}}, environ={})
+
+    assert settings.redacted()["write_keys"] == ["key-…:web", "key-…:ios"]
