@@ -249,12 +249,22 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> int:
     else:  # each process builds its app from the C360_* environment the stack passed down
         os.environ.update(settings_environment(settings))
         uvicorn.run(
-            "c360.api.app:app_from_environment",
+            "c360.appliance.cli:gateway_process_app",
             factory=True,
             workers=settings.gateway_processes,
             **options,
         )
     return EXIT_OK
+
+
+def gateway_process_app() -> Any:
+    """The app of one of several gateway processes: it dies with the process that started it,
+    so a killed `c360 gateway` never leaves processes holding its port."""
+    from c360.api.app import app_from_environment
+    from c360.appliance.engines import die_with_parent
+
+    die_with_parent(signal.SIGTERM)
+    return app_from_environment()
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -797,14 +797,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--server-processes",
         type=int,
-        default=1,
+        default=_default_processes(),
         help="processes per server, gateway and baseline alike, as "
-        "C360_GATEWAY_PROCESSES sets for `c360 gateway` (default 1)",
+        "C360_GATEWAY_PROCESSES sets for `c360 gateway` (default: as many as it runs here)",
     )
     parser.add_argument("--serve", choices=("gateway", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--valkey-url", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def _default_processes() -> int:
+    """As many server processes as `c360 gateway` runs by default on this machine."""
+    from c360.settings import load_settings
+
+    return load_settings({}, environ={}).gateway_processes
 
 
 def _plan(args: argparse.Namespace) -> Plan:

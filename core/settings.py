@@ -81,8 +81,9 @@ class Settings:
     batch_size: int = _doc("Events per message handed from the bus to a stage actor.", default=500)
     worker_threads: int = _doc("Dramatiq worker threads in each worker process.", default=4)
     gateway_processes: int = _doc(
-        "Gateway processes sharing the port; F1 is CPU work, so one per core to give it.",
-        default=1,
+        "Gateway processes sharing the port; F1 is CPU work, so one per core (at most 2 by "
+        "default, leaving room for the workers and engines).",
+        default_factory=lambda: min(2, os.cpu_count() or 1),
     )
     default_region: str = _doc(
         "Region used to read phone numbers written without a country code (ISO 3166).",
