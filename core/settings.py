@@ -25,6 +25,9 @@ from c360.errors import SettingsError
 
 ENV_PREFIX = "C360_"
 
+#: A source name is part of every event's key in PostgreSQL; F1 refuses longer ones too.
+MAX_SOURCE_CHARS = 200
+
 #: Values that never identify anyone, compared after trimming and lower-casing. Empty values
 #: and values of only zeros and dashes never identify anyone either (see `is_placeholder`).
 DEFAULT_PLACEHOLDERS = (
@@ -294,9 +297,14 @@ def _check(settings: Settings) -> None:
         raise SettingsError("batch_size must be between 1 and 10000 (C360_BATCH_SIZE)")
     if settings.log_format not in ("text", "json"):
         raise SettingsError("log_format must be 'text' or 'json' (C360_LOG_FORMAT)")
-    for key in settings.write_keys:
+    for key, source in settings.write_keys.items():
         if len(key) < 8:
             raise SettingsError("each write key must be at least 8 characters (C360_WRITE_KEYS)")
+        if len(source) > MAX_SOURCE_CHARS or not source.isprintable():
+            raise SettingsError(
+                f"source names are printable text of at most {MAX_SOURCE_CHARS} characters; "
+                f"fix the source of {mask_write_key(key)!r} (C360_WRITE_KEYS)"
+            )
     _check_workers_and_logs(settings)
     _check_host(settings.host)
 

@@ -267,3 +267,8 @@ def test_redacted_write_keys_show_sources_and_four_characters_of_each_key():
     settings = load_settings({"write_keys": {"key-web-1": "web", "key-ios-1": "ios"}}, environ={})
 
     assert settings.redacted()["write_keys"] == ["key-…:web", "key-…:ios"]
+
+
+def test_a_source_name_too_long_for_the_event_key_is_refused_at_start_up():
+    with pytest.raises(SettingsError, match="C360_WRITE_KEYS"):
+        load_settings({}, environ={"C360_WRITE_KEYS": "abcdefgh1234:" + "s" * 201})
