@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the appliance (embedded engines unless configured)")
     up.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     up.add_argument("--port", type=int)
-    up.add_argument("--workers", type=int, default=1, help="worker processes")
+    up.add_argument("--workers", type=int, help="worker processes (default: C360_WORKER_PROCESSES)")
     up.set_defaults(func=_up)
 
     migrate_cmd = commands.add_parser("migrate", help="apply (or roll back) schema migrations")

@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 class Stack:
     """Everything `c360 trial` and `c360 up` run, started in order and stopped in reverse."""
 
-    def __init__(self, settings: Settings, workers: int = 1) -> None:
+    def __init__(self, settings: Settings, workers: int | None = None) -> None:
         self.settings = settings
-        self.workers = workers
+        self.workers = workers or settings.worker_processes
         self.postgres: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
         self.children: list[subprocess.Popen[bytes]] = []

@@ -178,13 +178,24 @@ def _wait_until_current(
                 "        WHERE source = %s AND message_id = ANY(%s))",
                 (TRIAL_SOURCE, ids, TRIAL_SOURCE, ids),
             ).fetchone()
-        if resolved == len(ids) and in_lake == len(ids):
+        if resolved == len(ids) and in_lake == len(ids) and _lake_files_complete(runtime):
             return time.monotonic() - started
         time.sleep(0.25)
     raise C360Error(
         f"the pipeline did not catch up within {CATCH_UP_TIMEOUT_S} s; "
         f"see the logs in {runtime.settings.data_dir / 'logs'}"
     )
+
+
+def _lake_files_complete(runtime: Runtime) -> bool:
+    """True when every event the lake sink claimed for the trial's source is in a file: the
+    sink claims an event in the index first and writes its file after."""
+    with runtime.pool.connection() as conn:
+        (claimed,) = conn.execute(
+            "SELECT count(*) FROM lake_index WHERE source = %s", (TRIAL_SOURCE,)
+        ).fetchone()
+    rows = runtime.lake_query.query(f"SELECT count() FROM {{lake}} WHERE source = '{TRIAL_SOURCE}'")
+    return bool(rows) and int(rows[0][0]) == claimed
 
 
 def _summary(

@@ -30,6 +30,12 @@ MAINTENANCE_CHANCE = MAINTENANCE_SCALE // 50
 #: Dramatiq queues of the stage actors (see c360.stages.actors).
 QUEUE_F1, QUEUE_F2, QUEUE_F3, QUEUE_LAKE = "c360-f1", "c360-f2", "c360-f3", "c360-lake"
 
+#: The lake gathers bigger batches than the stages on the freshness path, for up to this long:
+#: each batch writes (and fsyncs) whole files, so small batches cost the workers most of their
+#: time and give the lake many tiny files.
+LAKE_BATCH_FACTOR = 8
+LAKE_LINGER_S = 2.0
+
 #: Exit status of a worker that had to leave without Dramatiq's clean stop.
 EXIT_STUCK = 3
 
@@ -84,8 +90,10 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
             f"lake-{index}",
             lambda name, p: actors.sink_events.send(name, p),
             depth(QUEUE_LAKE),
-            settings.batch_size * 4,
+            settings.batch_size * LAKE_BATCH_FACTOR,
             stop,
+            linger_s=LAKE_LINGER_S,
+            across_partitions=True,
         ),
         Pump(
             runtime.bus,

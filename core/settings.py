@@ -83,6 +83,11 @@ class Settings:
     )
     batch_size: int = _doc("Events per message handed from the bus to a stage actor.", default=500)
     worker_threads: int = _doc("Dramatiq worker threads in each worker process.", default=4)
+    worker_processes: int = _doc(
+        "Worker processes running the stages; a worker is CPU-bound in Python, so one per core "
+        "(at most 2 by default).",
+        default_factory=lambda: min(2, os.cpu_count() or 1),
+    )
     gateway_processes: int = _doc(
         "Gateway processes sharing the port; F1 is CPU work, so one per core (at most 2 by "
         "default, leaving room for the workers and engines).",
@@ -291,6 +296,8 @@ def _check(settings: Settings) -> None:
         )
     if not 1 <= settings.bus_partitions <= 256:
         raise SettingsError("bus_partitions must be between 1 and 256 (C360_BUS_PARTITIONS)")
+    if not 1 <= settings.worker_processes <= 64:
+        raise SettingsError("worker_processes must be between 1 and 64 (C360_WORKER_PROCESSES)")
     if not 1 <= settings.gateway_processes <= 64:
         raise SettingsError("gateway_processes must be between 1 and 64 (C360_GATEWAY_PROCESSES)")
     if not 1 <= settings.batch_size <= 10_000:
