@@ -8,6 +8,7 @@ means no number changes.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -58,7 +59,19 @@ def trial_settings(settings: Settings) -> Settings:
         settings,
         write_keys={**settings.write_keys, write_key: TRIAL_SOURCE, my_key: MY_SOURCE},
         api_tokens=(*settings.api_tokens, token),
+        **_one_process_each(),
     )
+
+
+def _one_process_each() -> dict[str, int]:
+    """The trial runs one gateway and one worker process unless told otherwise: the replaying
+    client shares the same cores, and more processes only compete with it (measured on 2
+    cores: 20 s end to end and 1.0 GB in all, against 27 s and 1.5 GB with two of each)."""
+    chosen = {}
+    for name in ("gateway_processes", "worker_processes"):
+        if f"C360_{name.upper()}" not in os.environ:
+            chosen[name] = 1
+    return chosen
 
 
 def my_write_key(settings: Settings) -> str | None:

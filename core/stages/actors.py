@@ -27,13 +27,6 @@ _RUNTIME: Runtime | None = None
 RETRIES = dict(max_retries=20, min_backoff=200, max_backoff=60_000)
 
 
-#: Which stage a free worker thread takes first (lower is sooner): the stages on the way to a
-#: fresh profile before the lake, whose large batches would otherwise hold the threads. F2 and
-#: F3 share a priority: favouring F2 only moves the wait to F3 (measured with
-#: bench/freshness.py).
-PRIORITY = {"f1": 0, "f2": 0, "f3": 0, "lake": 100}
-
-
 def bind(runtime: Runtime) -> None:
     """Give the actors of this process their runtime."""
     global _RUNTIME
@@ -73,25 +66,25 @@ def isolate_failures(
         retry_halves(payloads[middle:])
 
 
-@dramatiq.actor(queue_name="c360-f2", priority=PRIORITY["f2"], **RETRIES)
+@dramatiq.actor(queue_name="c360-f2", **RETRIES)
 def persist_events(payloads: list[str]) -> None:
     """F2 over a batch of enriched events."""
     isolate_failures(f2_persist.persist, persist_events.send, payloads)
 
 
-@dramatiq.actor(queue_name="c360-f3", priority=PRIORITY["f3"], **RETRIES)
+@dramatiq.actor(queue_name="c360-f3", **RETRIES)
 def resolve_events(payloads: list[str]) -> None:
     """F3 over a batch of (source, messageId) references."""
     isolate_failures(f3_resolve.resolve, resolve_events.send, payloads)
 
 
-@dramatiq.actor(queue_name="c360-lake", priority=PRIORITY["lake"], **RETRIES)
+@dramatiq.actor(queue_name="c360-lake", **RETRIES)
 def sink_events(batch_name: str, payloads: list[str]) -> None:
     """The lake sink over a batch of enriched events."""
     lake_sink.sink(_runtime(), batch_name, [p.encode() for p in payloads])
 
 
-@dramatiq.actor(queue_name="c360-f1", priority=PRIORITY["f1"], **RETRIES)
+@dramatiq.actor(queue_name="c360-f1", **RETRIES)
 def ingest_events(source: str, received_at: str, events: list[str]) -> None:
     """F1 for events from connectors (not HTTP): validate, enrich, publish like the gateway."""
     runtime = _runtime()
