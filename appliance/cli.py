@@ -180,8 +180,15 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from c360 import migrate
     from c360.appliance.engines import EmbeddedPostgres
 
-    if args.down is not None and not args.yes:
-        raise UsageError(_roll_back_warning(args.down))
+    if args.down is not None:
+        versions = [m.version for m in migrate.available()]
+        if not 0 <= args.down < max(versions):
+            raise UsageError(
+                f"--down takes the version to roll back to, from 0 to {max(versions) - 1}; "
+                f"got {args.down}"
+            )
+        if not args.yes:
+            raise UsageError(_roll_back_warning(args.down))
     engine = lock = None
     dsn = settings.postgres_dsn
     if not dsn:  # the embedded engine: not while a running c360 uses the same folder

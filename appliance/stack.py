@@ -17,8 +17,10 @@ from typing import IO
 import httpx
 import psutil
 import psycopg
+import redis
 
 from c360 import migrate
+from c360.adapters.cache_valkey import ValkeyProfileCache
 from c360.appliance import datadir
 from c360.appliance.engines import (
     EmbeddedPostgres,
@@ -81,11 +83,22 @@ class Stack:
             migrate.upgrade(conn)
             # before any worker runs its lake sink, so no event is claimed and written twice
             lake_sink.rebuild_index(conn, self.settings.lake_dir)
+        self._clear_profile_cache()
         for index in range(self.workers):
             self._spawn(["worker", "--index", str(index)], f"worker-{index}")
         self._spawn(["gateway"], "gateway")
         self._wait_for_gateway()
         return self.settings
+
+    def _clear_profile_cache(self) -> None:
+        """Start with an empty profile cache: the database may have changed while c360 was
+        stopped (a rollback, a restore), and a stale cached profile would be served as true."""
+        client = redis.Redis.from_url(self.settings.valkey_url)
+        try:
+            removed = ValkeyProfileCache(client, self.settings.cache_ttl_s).clear()
+        finally:
+            client.close()
+        log.info("Cleared %d profile cache entries at start-up.", removed)
 
     def supervise(self, stop: threading.Event) -> None:
         """Until `stop` is set, restart any embedded engine or service process that exits,

@@ -20,3 +20,6 @@ class ProfileCache(Protocol):
 
     def forget(self, profile_ids: Sequence[str]) -> None:
         """Drop documents of profiles that no longer stand alone (merged into another)."""
+
+    def clear(self) -> int:
+        """Drop every cached entry (the store is the truth; reads refill the cache)."""

@@ -57,6 +57,21 @@ class ValkeyProfileCache:
             with _translated("forgetting profiles"):
                 self._client.delete(*(f"c360:profile:{pid}" for pid in profile_ids))
 
+    def clear(self) -> int:
+        """Drop every cached profile and identifier entry; returns how many keys went."""
+        removed = 0
+        with _translated("clearing the cache"):
+            for pattern in ("c360:profile:*", "c360:ident:*"):
+                batch: list[bytes] = []
+                for key in self._client.scan_iter(match=pattern, count=1000):
+                    batch.append(key)
+                    if len(batch) == 1000:
+                        removed += self._client.delete(*batch)
+                        batch = []
+                if batch:
+                    removed += self._client.delete(*batch)
+        return removed
+
 
 @contextmanager
 def _translated(action: str) -> Iterator[None]:

@@ -130,3 +130,14 @@ def test_up_without_an_api_token_warns_that_the_api_refuses_everything(
     err = capsys.readouterr().err
     assert code == cli.EXIT_IN_USE
     assert "profile API will refuse every request until C360_API_TOKENS is set" in err
+
+
+@pytest.mark.parametrize("version", ["-1", "5"])
+def test_a_roll_back_to_a_version_that_cannot_exist_is_refused(
+    tmp_path, capsys, quiet_logs, version
+):
+    code = cli.main(["migrate", "--data-dir", str(tmp_path / "data"), "--down", version, "--yes"])
+
+    assert code == cli.EXIT_USAGE
+    assert "from 0 to" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "data" / "postgres").exists()  # nothing was started

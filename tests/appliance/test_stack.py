@@ -160,3 +160,21 @@ def test_what_the_stack_writes_is_private(runtime, tmp_path):
     assert {str(p): oct(_mode(p)) for p in written if _mode(p) & 0o077} == {}
     assert _mode(settings.data_dir) == 0o700
     assert _mode(settings.data_dir / "c360.lock") == 0o600
+
+
+def test_a_starting_stack_drops_profiles_cached_before_it_started(runtime):
+    stale = {
+        "profile_id": "00000000-0000-4000-8000-000000000001",
+        "revenue": 1,
+        "identifiers": [{"type": "user_id", "value": "ghost"}],
+    }
+    runtime.cache.put([stale])
+    assert runtime.cache.lookup("user_id", "ghost") is not None
+
+    stack = Stack(dataclasses.replace(runtime.settings, port=free_port()))
+    stack.start()
+    try:
+        assert runtime.cache.lookup("user_id", "ghost") is None
+        assert runtime.cache.get(stale["profile_id"]) is None
+    finally:
+        stack.stop()
