@@ -220,11 +220,14 @@ def _summary(
     caught_up_s: float,
     started: float,
 ) -> dict[str, Any]:
-    totals = profile_service.totals(runtime)
+    # the CDNOW figures only: events sent with other keys (the user's own) are not counted
+    totals = profile_service.totals(runtime, TRIAL_SOURCE)
     accepted = after[0] - before[0]
     rejected = after[1] - before[1]
     freshness = _freshness(runtime, started_wall=time.time() - (time.monotonic() - started))
-    lake_events = runtime.lake_query.query("SELECT count() FROM {lake}")
+    lake_events = runtime.lake_query.query(
+        f"SELECT count() FROM {{lake}} WHERE source = '{TRIAL_SOURCE}'"
+    )
     top = profile_service.list_profiles(runtime, profile_service.ProfileFilter(limit=5))
     return {
         "events_sent": len(purchases),

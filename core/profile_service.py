@@ -70,16 +70,25 @@ def list_profiles(runtime: Runtime, filters: ProfileFilter) -> list[dict[str, An
     return [documents[str(pid)] for pid in ids if str(pid) in documents]
 
 
-def totals(runtime: Runtime) -> dict[str, Any]:
-    """Counts and sums over every live profile and stored event."""
+def totals(runtime: Runtime, source: str | None = None) -> dict[str, Any]:
+    """Counts and sums over live profiles and stored events: all of them, or with `source`
+    the events of that source and the profiles they reached (with all their aggregates)."""
+    reached = (
+        " AND profile_id IN (SELECT profile_id FROM events WHERE source = %(source)s)"
+        if source
+        else ""
+    )
+    of_source = " WHERE source = %(source)s" if source else ""
     with runtime.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         profiles = cur.execute(
             "SELECT count(*) AS profiles, coalesce(sum(revenue), 0) AS revenue,"
             " coalesce(sum(order_count), 0) AS orders"
-            " FROM profiles WHERE merged_into IS NULL"
+            f" FROM profiles WHERE merged_into IS NULL{reached}",
+            {"source": source},
         ).fetchone()
         events = cur.execute(
-            "SELECT count(*) AS events, count(profile_id) AS resolved FROM events"
+            f"SELECT count(*) AS events, count(profile_id) AS resolved FROM events{of_source}",
+            {"source": source},
         ).fetchone()
     return {**profiles, **events}
 
