@@ -8,6 +8,7 @@ reads the same from either endpoint whether it came from the cache or from Postg
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get
@@ -32,10 +33,12 @@ MAX_ORDERS = 1_000_000_000
 _ORDER_BY = ("revenue", "last_seen", "orders")
 
 
-@get("/v1/profiles/{reference:str}", sync_to_thread=True)
-def read_profile(request: Request, state: State, reference: str) -> Response[bytes]:
-    """One profile by profile id, `type:value` or a bare userId / email / phone / anonymousId."""
+@get("/v1/profiles/{reference:path}", sync_to_thread=True)
+def read_profile(request: Request, state: State, reference: Path) -> Response[bytes]:
+    """One profile by profile id, `type:value` or a bare userId / email / phone / anonymousId.
+    The id may hold slashes (`x%2Fy` arrives decoded as `x/y`), hence a path parameter."""
     _require_token(request, state)
+    reference = str(reference).removeprefix("/")
     doc = get_profile(state.runtime, reference)
     if doc is None:
         raise NotFoundException(f"no profile is known by {reference!r}")
