@@ -139,6 +139,11 @@ def _trial(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError("limit must be at least 1; give --limit N, or leave it out to replay all")
+    if args.dataset is not None and not args.dataset.is_file():
+        raise UsageError(
+            f"the dataset {args.dataset} does not exist or is not a file; give the path of a "
+            "CDNOW_master.txt with --dataset, or leave --dataset out to download it"
+        )
     options = TrialOptions(limit=args.limit, serve=not args.no_serve, dataset=args.dataset)
     progress = None if args.json else _progress_printer()
     summary, stack = run_trial(settings, options, progress)

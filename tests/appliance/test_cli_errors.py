@@ -55,7 +55,7 @@ def test_a_dataset_that_does_not_exist_is_named(tmp_path, capsys, quiet_logs):
 
     code = _trial(tmp_path, "--dataset", str(missing))
 
-    assert code == cli.EXIT_FAILED
+    assert code == cli.EXIT_USAGE
     line = _one_line(capsys.readouterr().err)
     assert str(missing) in line and "--dataset" in line
 
