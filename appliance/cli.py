@@ -247,7 +247,7 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from c360.api.app import create_app
-    from c360.appliance.stack import settings_environment
+    from c360.settings import to_environment
 
     options: dict[str, Any] = {
         "host": settings.host,
@@ -259,7 +259,7 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> int:
     if settings.gateway_processes == 1:
         uvicorn.run(create_app(settings), **options)
     else:  # each process builds its app from the C360_* environment the stack passed down
-        os.environ.update(settings_environment(settings))
+        os.environ.update(to_environment(settings))
         uvicorn.run(
             "c360.appliance.cli:gateway_process_app",
             factory=True,

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -86,24 +87,31 @@ def kept_secret(path: Path) -> str:
     return value
 
 
-def _stop_leftover(pid_file: Path, name: str, sig: int, timeout: float = 30.0) -> None:
-    """Stop a process a previous run left behind, found through its pid file."""
-    if not pid_file.exists():
-        return
+def stop_leftover(
+    pid_file: Path,
+    is_ours: Callable[[psutil.Process], bool],
+    sig: int = signal.SIGTERM,
+    timeout: float = 30.0,
+) -> None:
+    """Stop a process a previous run left behind, found through its pid file, if `is_ours`
+    recognises it (a pid may have been reused by an unrelated process since)."""
     try:
-        pid = int(pid_file.read_text().split()[0])
-        process = psutil.Process(pid)
-        if name not in process.name():
+        process = psutil.Process(int(pid_file.read_text().split()[0]))
+        if not is_ours(process):
             return
-    except (ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
+    except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
         return
-    log.info("Stopping a leftover %s (pid %d) from an earlier run.", name, pid)
+    log.warning("Stopping %s (pid %d), left by an earlier run.", process.name(), process.pid)
     process.send_signal(sig)
     try:
         process.wait(timeout)
     except psutil.TimeoutExpired:
         process.kill()
         process.wait(5)
+
+
+def _named(name: str) -> Callable[[psutil.Process], bool]:
+    return lambda process: name in process.name()
 
 
 class EmbeddedPostgres:
@@ -134,7 +142,7 @@ class EmbeddedPostgres:
         """Initialise the folder on first use, then start the server and wait until it answers."""
         bin_path = _pg_bin()
         self._prepare_permissions(bin_path)
-        _stop_leftover(self.pgdata / "postmaster.pid", "postgres", signal.SIGINT)
+        stop_leftover(self.pgdata / "postmaster.pid", _named("postgres"), signal.SIGINT)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(bin_path)
         self.port = self._choose_port()
@@ -302,7 +310,7 @@ class EmbeddedValkey:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         pid_file = self.dir / "valkey.pid"
-        _stop_leftover(pid_file, "valkey", signal.SIGTERM)
+        stop_leftover(pid_file, _named("valkey"))
         self.socket.unlink(missing_ok=True)
         command = [
             str(get_binary_path()),

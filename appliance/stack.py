@@ -27,6 +27,7 @@ from c360.appliance.engines import (
     EmbeddedValkey,
     die_with_parent,
     port_is_free,
+    stop_leftover,
 )
 from c360.errors import EngineError
 from c360.settings import Settings, to_environment
@@ -193,8 +194,8 @@ class Stack:
         run_dir = Path(self.settings.data_dir) / "run"
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         pid_file = run_dir / f"{name}.pid"
-        stop_leftover_service(pid_file)
-        env = {**os.environ, **settings_environment(self.settings)}
+        stop_leftover(pid_file, _is_c360_service, timeout=15.0)
+        env = {**os.environ, **to_environment(self.settings)}
         log_path = Path(self.settings.data_dir) / "logs" / f"{name}.log"
         log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _private_append(log_path) as log_file:
@@ -238,24 +239,7 @@ def _private_write(path: Path) -> IO[bytes]:
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
-def stop_leftover_service(pid_file: Path, timeout: float = 15.0) -> None:
-    """Stop a c360 service process an earlier run on this data folder left behind (a killed
-    parent's children get SIGTERM, but one stuck on a dead engine may not exit)."""
-    try:
-        process = psutil.Process(int(pid_file.read_text().strip()))
-        if "c360.appliance.cli" not in " ".join(process.cmdline()):
-            return
-    except (FileNotFoundError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
-        return
-    log.warning("Stopping a c360 process (pid %d) left by an earlier run.", process.pid)
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """Settings as C360_* variables, so child processes start with exactly these settings."""
-    return to_environment(settings)
+def _is_c360_service(process: psutil.Process) -> bool:
+    """A c360 service process (a killed parent's children get SIGTERM, but one stuck on a
+    dead engine may not exit)."""
+    return "c360.appliance.cli" in " ".join(process.cmdline())

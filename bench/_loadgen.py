@@ -65,6 +65,8 @@ _PRODUCTS = (
     ("P-1006", "Nồi chiên không dầu", "Gia dụng", 1990000),
 )
 
+_NAMES = ("Nguyễn Văn An", "Trần Thị Bình", "Lê Minh Châu", "Jane Doe")
+
 _PAGES = ("/", "/san-pham", "/gio-hang", "/thanh-toan", "/blog/khuyen-mai", "/account")
 
 
@@ -269,7 +271,7 @@ def _identify(options: Options, rng: random.Random, sent_at: datetime) -> dict[s
     event["traits"] = {
         "email": f"  Khach.Hang{number}@Example.VN ",
         "phone": f"09{number:08d}",
-        "name": rng.choice(("Nguyễn Văn An", "Trần Thị Bình", "Lê Minh Châu", "Jane Doe")),
+        "name": rng.choice(_NAMES),
         "city": rng.choice(("Hà Nội", "TP. Hồ Chí Minh", "Đà Nẵng")),
         "createdAt": "2024-03-01T08:00:00Z",
     }
