@@ -1,0 +1,129 @@
+"""Matching a whole table in one go: a CRM bulk load to deduplicate, or two sources to link.
+
+    result = match(records, spec)               # deduplicate
+    result = match(records, spec, source=side)  # link: only pairs across sides 0 and 1
+
+The chain is prepare -> block -> compare -> train -> score -> cluster; `MatchResult` keeps
+every intermediate a caller may want to explain a decision (levels, bits, the model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import polars as pl
+
+from c360.matching.blocking import Candidates, candidate_pairs
+from c360.matching.cluster import Clusters, cluster
+from c360.matching.compare import compare_codes
+from c360.matching.model import Model, match_bits, probability, tf_bits, train
+from c360.matching.prepare import Prepared, prepare
+from c360.matching.spec import MatchSpec
+
+
+@dataclasses.dataclass(slots=True)
+class MatchResult:
+    """Candidate pairs with their levels and probabilities, the decisions, and timings."""
+
+    prepared: Prepared
+    candidates: Candidates
+    levels: np.ndarray  # (pairs, fields) int8
+    bits: np.ndarray  # total log2 Bayes factor per pair, term frequencies included
+    probability: np.ndarray
+    model: Model
+    clusters: Clusters
+    seconds: dict[str, float]
+
+    @property
+    def matches(self) -> np.ndarray:
+        """Indices of candidate pairs merged: above the threshold and allowed by the guards."""
+        return np.flatnonzero(self.above_threshold & self.clusters.merged)
+
+    @property
+    def above_threshold(self) -> np.ndarray:
+        """True per pair at or above the merge threshold."""
+        return self.probability >= self.prepared.spec.merge_threshold
+
+    @property
+    def reviews(self) -> np.ndarray:
+        """Indices of pairs for a human: between the thresholds, or refused for size."""
+        spec = self.prepared.spec
+        between = (self.probability >= spec.review_threshold) & ~self.above_threshold
+        return np.flatnonzero(between | self.clusters.oversized)
+
+
+def match(records: pl.DataFrame, spec: MatchSpec, source: np.ndarray | None = None) -> MatchResult:
+    """Deduplicate `records` (or link its two sides) as `spec` says."""
+    clock = _Clock()
+    prep = prepare(records, spec, source)
+    clock.lap("prepare")
+    candidates = candidate_pairs(prep)
+    clock.lap("block")
+    levels = compare_pairs(prep, candidates.left, candidates.right)
+    clock.lap("compare")
+    model = train(prep, levels)
+    clock.lap("train")
+    bits = score_pairs(prep, model, levels, candidates.left, candidates.right)
+    chance = probability(bits)
+    clock.lap("score")
+    above = np.flatnonzero(chance >= spec.merge_threshold)
+    unique = [prep.codes[name] for name in spec.unique]
+    joined = cluster(
+        len(prep),
+        candidates.left[above],
+        candidates.right[above],
+        bits[above],
+        unique,
+        spec.max_cluster,
+    )
+    clusters = _spread(joined, above, len(chance))
+    clock.lap("cluster")
+    return MatchResult(prep, candidates, levels, bits, chance, model, clusters, clock.laps)
+
+
+def compare_pairs(prep: Prepared, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Levels of every field for every pair, as a (pairs, fields) int8 matrix."""
+    columns = [
+        compare_codes(field.kind, prep.code_values[field.name], prep.codes[field.name], left, right)
+        for field in prep.spec.fields
+    ]
+    if not columns:
+        return np.zeros((len(left), 0), dtype=np.int8)
+    return np.stack(columns, axis=1)
+
+
+def score_pairs(
+    prep: Prepared, model: Model, levels: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """Total bits per pair: the model's weights plus term-frequency adjustments."""
+    bits = match_bits(model, levels)
+    for index, field in enumerate(model.fields):
+        if not field.term_frequencies:
+            continue
+        exact = np.flatnonzero(levels[:, index] == len(field.m) - 1)
+        codes = prep.codes[field.name][left[exact]]
+        bits[exact] += tf_bits(field, prep.term_frequency(field.name)[codes])
+    return bits
+
+
+def _spread(joined: Clusters, above: np.ndarray, pairs: int) -> Clusters:
+    """Per-pair flags for all candidate pairs from the flags of the pairs above threshold."""
+    flags = []
+    for values in (joined.merged, joined.conflicting, joined.oversized):
+        full = np.zeros(pairs, dtype=bool)
+        full[above] = values
+        flags.append(full)
+    return Clusters(joined.labels, *flags)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now

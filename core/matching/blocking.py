@@ -1,0 +1,133 @@
+"""Blocking: which pairs of records are worth comparing.
+
+Each rule pairs the records that agree on all its keys; the candidate pairs are the union over
+rules, so a true pair is found if any one rule keeps it. Blocks larger than `max_block` (a
+placeholder value, a very common name) are skipped rather than compared all against all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jellyfish
+import numpy as np
+import polars as pl
+
+from c360.matching.prepare import Prepared, encode
+from c360.matching.spec import BlockingRule, KeyPart
+
+TRANSFORMS = {
+    "soundex": jellyfish.soundex,
+    "prefix3": lambda value: value[:3],
+    "first_token": lambda value: value.split(" ", 1)[0],
+    "sorted_tokens": lambda value: " ".join(sorted(value.split())),
+    "year": lambda value: value[:4],
+}
+
+
+@dataclasses.dataclass(slots=True)
+class Candidates:
+    """Candidate pairs of rows (left < right when deduplicating) and blocking statistics."""
+
+    left: np.ndarray
+    right: np.ndarray
+    pairs_by_rule: dict[str, int]
+    skipped_blocks: int
+
+
+def candidate_pairs(prep: Prepared) -> Candidates:
+    """The union of every rule's pairs, each pair once."""
+    n = len(prep)
+    packed: list[np.ndarray] = []
+    by_rule: dict[str, int] = {}
+    skipped = 0
+    keys_cache: dict[KeyPart, np.ndarray] = {}
+    for rule in prep.spec.blocking:
+        keys = [_key_codes(prep, part, keys_cache) for part in rule]
+        left, right, rule_skipped = _rule_pairs(keys, prep.source, prep.spec.max_block)
+        by_rule[rule_name(rule)] = len(left)
+        skipped += rule_skipped
+        packed.append(left.astype(np.int64) * n + right)
+    if not packed:
+        return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), by_rule, skipped)
+    unique = pl.Series(np.concatenate(packed)).unique().to_numpy()
+    return Candidates(unique // n, unique % n, by_rule, skipped)
+
+
+def record_keys(prep: Prepared, row: int) -> list[str]:
+    """Every blocking key of one row, as text (for an index of existing records)."""
+    found = []
+    cache: dict[KeyPart, np.ndarray] = {}
+    for rule in prep.spec.blocking:
+        parts = []
+        for field, transform in rule:
+            value = _row_text(prep, field, row)
+            if value is None:
+                break
+            parts.append(TRANSFORMS[transform](value) if transform else value)
+        else:
+            found.append(rule_name(rule) + "=" + "\x1f".join(parts))
+    return found
+
+
+def rule_name(rule: BlockingRule) -> str:
+    """A readable name for a rule, e.g. `surname+soundex(given_name)`."""
+    return "+".join(f"{transform}({field})" if transform else field for field, transform in rule)
+
+
+def _row_text(prep: Prepared, field: str, row: int) -> str | None:
+    values = [prep.frame.get_column(name)[row] for name in field.split("|")]
+    if any(value is None for value in values):
+        return None
+    return " ".join(values)
+
+
+def _key_codes(prep: Prepared, part: KeyPart, cache: dict[KeyPart, np.ndarray]) -> np.ndarray:
+    if part in cache:
+        return cache[part]
+    field, transform = part
+    if "|" in field:  # several fields read as one text, e.g. names that may be swapped
+        names = field.split("|")
+        joined = prep.frame.select(pl.concat_str([pl.col(n) for n in names], separator=" "))
+        codes, values = encode(joined.to_series())
+        changed = [TRANSFORMS[transform](value) for value in values] if transform else values
+        value_codes, _ = encode(pl.Series(changed, dtype=pl.String))
+        codes = np.where(codes >= 0, value_codes[np.maximum(codes, 0)], -1).astype(np.int32)
+        cache[part] = codes
+        return codes
+    codes = prep.codes[field]
+    if transform:
+        changed = [TRANSFORMS[transform](value) for value in prep.code_values[field]]
+        value_codes, _ = encode(pl.Series(changed, dtype=pl.String))
+        codes = np.where(codes >= 0, value_codes[np.maximum(codes, 0)], -1).astype(np.int32)
+    cache[part] = codes
+    return codes
+
+
+def _rule_pairs(
+    keys: list[np.ndarray], source: np.ndarray | None, max_block: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    names = [f"k{i}" for i in range(len(keys))]
+    frame = pl.DataFrame({name: key for name, key in zip(names, keys, strict=True)})
+    frame = frame.with_row_index("row").filter(pl.all_horizontal(pl.col(names) >= 0))
+    if source is None:
+        left = right = frame
+    else:
+        sides = pl.Series(source[frame.get_column("row").to_numpy()])
+        left, right = frame.filter(sides == 0), frame.filter(sides == 1)
+    sizes = left.group_by(names).len("n_left").join(right.group_by(names).len("n_right"), on=names)
+    block = pl.col("n_left") * pl.col("n_right")
+    kept = sizes.filter((block <= max_block * max_block) & (block > (1 if source is None else 0)))
+    skipped = (
+        sizes.height - kept.height - (sizes.filter(block <= 1).height if source is None else 0)
+    )
+    left = left.join(kept.select(names), on=names, how="semi")
+    right = right.join(kept.select(names), on=names, how="semi")
+    pairs = left.join(right, on=names, suffix="_r")
+    if source is None:
+        pairs = pairs.filter(pl.col("row") < pl.col("row_r"))
+    return (
+        pairs.get_column("row").to_numpy().astype(np.int64),
+        pairs.get_column("row_r").to_numpy().astype(np.int64),
+        skipped,
+    )

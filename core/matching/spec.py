@@ -1,0 +1,147 @@
+"""What to match on: fields with roles, how each role is compared, and the blocking rules.
+
+A deployment describes its records by role (`given_name`, `email`, `postcode`...); the engine
+picks the standardisation, the comparison levels and the blocking rules from the roles, so the
+same spec serves a CRM bulk load and the incremental match inside F3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+#: role -> comparison kind (the levels of each kind are in `compare.KIND_LEVELS`).
+ROLE_KIND = {
+    "given_name": "name",
+    "surname": "name",
+    "full_name": "full_name",
+    "date_of_birth": "date",
+    "email": "email",
+    "phone": "phone",
+    "street_number": "exact",
+    "address": "address",
+    "suburb": "place",
+    "city": "place",
+    "postcode": "code",
+    "state": "exact",
+    "national_id": "id",
+    "text": "address",
+    "category": "category",
+}
+
+#: Roles whose exact agreement is worth more for a rare value than a common one.
+TF_ROLES = frozenset({"given_name", "surname", "full_name", "suburb", "city", "address"})
+
+#: Roles that identify one person: two records holding different values are never the same
+#: person when the deployment says the role is a unique identifier (`MatchSpec.unique`).
+IDENTIFIER_ROLES = frozenset({"national_id", "email", "phone"})
+
+#: Blocking keys: (field, transform). Transforms: "" the value, "soundex", "prefix3",
+#: "first_token", "sorted_tokens", "year". A field "a|b" reads fields a and b as one text.
+KeyPart = tuple[str, str]
+BlockingRule = tuple[KeyPart, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Field:
+    """One column of the records and its role."""
+
+    name: str
+    role: str
+
+    @property
+    def kind(self) -> str:
+        """How the field is compared."""
+        return ROLE_KIND[self.role]
+
+    @property
+    def term_frequencies(self) -> bool:
+        """True when exact agreement is weighed by how common the value is."""
+        return self.role in TF_ROLES
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MatchSpec:
+    """Fields, blocking rules and decision thresholds of one matching job."""
+
+    fields: tuple[Field, ...]
+    blocking: tuple[BlockingRule, ...]
+    #: fields whose disagreement blocks a merge whatever the score (a user id, a national id
+    #: known to be clean)
+    unique: tuple[str, ...] = ()
+    #: match probability at or above which two records merge
+    merge_threshold: float = 0.9
+    #: at or above this (and below merge_threshold) the pair is queued for review
+    review_threshold: float = 0.5
+    #: a cluster growing past this many records is flagged for review, not merged further
+    max_cluster: int = 50
+    #: blocks larger than this are skipped (a placeholder value, a very common name)
+    max_block: int = 400
+    #: two-letter region for phone numbers written without a country code
+    region: str = "AU"
+
+    def field(self, name: str) -> Field:
+        """The field called `name`."""
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise KeyError(name)
+
+
+def spec_for(columns: dict[str, str], **options: object) -> MatchSpec:
+    """A spec from column -> role, with blocking rules chosen from the roles present."""
+    unknown = sorted(set(columns.values()) - set(ROLE_KIND))
+    if unknown:
+        raise ValueError(f"unknown field role(s) {unknown}; use one of {sorted(ROLE_KIND)}")
+    fields = tuple(Field(name, role) for name, role in columns.items())
+    options.setdefault("blocking", default_blocking(fields))
+    return MatchSpec(fields=fields, **options)  # type: ignore[arg-type]
+
+
+def default_blocking(fields: tuple[Field, ...]) -> tuple[BlockingRule, ...]:
+    """Blocking rules that keep candidate pairs few while every true pair meets in one.
+
+    Each rule pairs records agreeing on all its keys; a true pair needs to survive only one
+    rule, so rules are chosen to fail on different corruptions (a typo in the surname, a moved
+    address, a mistyped date).
+    """
+    by_role: dict[str, list[str]] = {}
+    for field in fields:
+        by_role.setdefault(field.role, []).append(field.name)
+
+    def first(role: str) -> str | None:
+        return by_role.get(role, [None])[0]
+
+    given, surname, dob = first("given_name"), first("surname"), first("date_of_birth")
+    full, postcode = first("full_name"), first("postcode")
+    street, suburb, city = first("street_number"), first("suburb"), first("city")
+    address = first("address")
+    rules: list[BlockingRule] = []
+
+    def add(*parts: tuple[str | None, str]) -> None:
+        if all(name for name, _ in parts):
+            rules.append(tuple((name, transform) for name, transform in parts))  # type: ignore[misc]
+
+    for role in ("email", "phone", "national_id"):
+        for name in by_role.get(role, []):
+            add((name, ""))
+    if given and surname:  # a given name and surname written the wrong way round
+        add((f"{given}|{surname}", "sorted_tokens"), (dob, "year"))
+    add((surname, ""), (dob, ""))
+    add((given, ""), (dob, ""))
+    add((given, ""), (surname, ""))
+    add((surname, "soundex"), (dob, ""))
+    add((given, "soundex"), (dob, ""))
+    add((surname, "soundex"), (given, "soundex"), (dob, "year"))
+    add((given, "prefix3"), (surname, "prefix3"), (postcode, ""))
+    add((postcode, ""), (street, ""))
+    add((suburb, ""), (street, ""), (given, "prefix3"))
+    add((dob, ""), (postcode, ""))
+    add((dob, ""), (suburb, ""))
+    add((dob, ""), (city, ""))
+    add((full, "sorted_tokens"))
+    add((full, "first_token"), (city, "prefix3"))
+    add((full, "prefix3"), (address, "first_token"))
+    add((address, ""))
+    add((address, "first_token"), (suburb, ""))
+    add((address, "prefix3"), (postcode, ""))
+    return tuple(rules)
