@@ -5,7 +5,10 @@ Rules, in order:
 - a profile holds at most one value of each unique type (userId, CRM id): two profiles with
   different userIds are never merged, whatever else they share;
 - a weak identifier (anonymousId, a device id) merges two profiles only when at most one of
-  them is a known customer (holds a strong identifier);
+  them is a known customer (holds a strong identifier), and never brings an event that carries
+  a new strong identifier into a known customer's profile (a shared device);
+- two profiles kept apart (an unmerge, or a reviewer who rejected the pair, wrote a
+  separation between members of their clusters) are never merged again;
 - an identifier that belongs to a profile the event cannot join stays where it is, and the
   conflict is recorded.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from c360.events.identifiers import PRIORITY, STRONG, TRUST, UNIQUE_PER_PROFILE
@@ -24,6 +28,7 @@ from c360.profiles import EventFact, ProfileState, apply_event, merge_into, new_
 IdKey = tuple[str, str]
 
 _UNIQUE_CLASH = "different unique identifiers (userId / CRM id)"
+_KEPT_APART = "kept apart: an unmerge or a reviewer separated these profiles"
 
 
 @dataclasses.dataclass(slots=True)
@@ -59,11 +64,21 @@ class Link:
 
 
 class Resolver:
-    """Resolves a batch of events against the owners and profiles F3 loaded."""
+    """Resolves a batch of events against the owners, profiles and separations F3 loaded
+    (separations: pairs of live profiles that must never merge)."""
 
-    def __init__(self, owners: dict[IdKey, uuid.UUID], profiles: dict[uuid.UUID, ProfileState]):
+    def __init__(
+        self,
+        owners: dict[IdKey, uuid.UUID],
+        profiles: dict[uuid.UUID, ProfileState],
+        separations: Iterable[tuple[uuid.UUID, uuid.UUID]] = (),
+    ):
         self.owners = owners
         self.profiles = profiles
+        self.apart: dict[uuid.UUID, set[uuid.UUID]] = {}
+        for a, b in separations:
+            self.apart.setdefault(a, set()).add(b)
+            self.apart.setdefault(b, set()).add(a)
         self.redirects: dict[uuid.UUID, uuid.UUID] = {}
         self.links: list[Link] = []
         self.merges: list[Merge] = []
@@ -78,7 +93,7 @@ class Resolver:
         }
         event_known = any(TRUST.get(kind) == STRONG for kind, _value, _raw in identifiers)
         target: ProfileState | None = None
-        skipped: list[tuple[IdKey, uuid.UUID]] = []
+        skipped: list[tuple[IdKey, uuid.UUID, str]] = []
 
         for kind, value, _raw in identifiers:
             owner_id = self.owners.get((kind, value))
@@ -86,10 +101,11 @@ class Resolver:
                 continue
             owner = self.profiles[self.current(owner_id)]
             if target is None:
-                if _compatible(event_unique, owner.unique_ids):
-                    target = owner
+                reason = _join_refusal(kind, owner, event_unique, event_known)
+                if reason:
+                    skipped.append(((kind, value), owner.profile_id, reason))
                 else:
-                    skipped.append(((kind, value), owner.profile_id))
+                    target = owner
                 continue
             if owner.profile_id != target.profile_id:
                 self._try_merge(target, owner, (kind, value), fact, event_unique, event_known)
@@ -97,8 +113,8 @@ class Resolver:
         if target is None:
             target = new_profile()
             self.profiles[target.profile_id] = target
-        for via, other in skipped:
-            self.conflicts.append(Conflict(target.profile_id, other, via, _UNIQUE_CLASH, fact))
+        for via, other, reason in skipped:
+            self.conflicts.append(Conflict(target.profile_id, other, via, reason, fact))
 
         self._link_unowned(target, identifiers, fact)
         apply_event(target, fact)
@@ -120,7 +136,8 @@ class Resolver:
         event_unique: dict[str, str],
         event_known: bool,
     ) -> None:
-        reason = _refusal(target, owner, via, event_unique, event_known)
+        separated = owner.profile_id in self.apart.get(target.profile_id, ())
+        reason = _refusal(target, owner, via, event_unique, event_known, separated)
         if reason:
             self.conflicts.append(Conflict(target.profile_id, owner.profile_id, via, reason, fact))
             return
@@ -131,11 +148,19 @@ class Resolver:
         }
         merge_into(target, owner)
         self.redirects[owner.profile_id] = target.profile_id
+        self._move_separations(owner.profile_id, target.profile_id)
         for key, profile_id in self.owners.items():
             if profile_id == owner.profile_id:
                 self.owners[key] = target.profile_id
         rule = f"shared_{via[0]}"
         self.merges.append(Merge(target.profile_id, owner.profile_id, rule, evidence, fact))
+
+    def _move_separations(self, merged: uuid.UUID, surviving: uuid.UUID) -> None:
+        """Whoever was kept apart from the merged profile is now kept apart from the survivor."""
+        for other in self.apart.pop(merged, set()):
+            self.apart[other].discard(merged)
+            self.apart[other].add(surviving)
+            self.apart.setdefault(surviving, set()).add(other)
 
     def _link_unowned(
         self, target: ProfileState, identifiers: list[list[str]], fact: EventFact
@@ -162,7 +187,10 @@ def _refusal(
     via: IdKey,
     event_unique: dict[str, str],
     event_known: bool,
+    separated: bool = False,
 ) -> str | None:
+    if separated:
+        return _KEPT_APART
     # The owner must agree with the target and with the event: the event's userId does not
     # stand in for the owner's, or a shared email would merge two different userIds.
     if not (
@@ -174,6 +202,19 @@ def _refusal(
     target_known = target.has_strong_id or event_known
     if TRUST.get(via[0]) != STRONG and target_known and owner.has_strong_id:
         return f"{via[0]} is too weak to merge two known customers"
+    return None
+
+
+def _join_refusal(
+    kind: str, owner: ProfileState, event_unique: dict[str, str], event_known: bool
+) -> str | None:
+    """Why an event may not join the owner of one of its identifiers, if it may not."""
+    if not _compatible(event_unique, owner.unique_ids):
+        return _UNIQUE_CLASH
+    # strong identifiers rank first, so the event's own ones are all new here: a shared
+    # device would tie a second known customer to the first
+    if TRUST.get(kind) != STRONG and event_known and owner.has_strong_id:
+        return f"{kind} is too weak to join a known customer to another"
     return None
 
 

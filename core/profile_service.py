@@ -1,4 +1,6 @@
-"""Profile reads shared by the F5 JSON API, the UI and the trial summary (cache first)."""
+"""Profile reads shared by the F5 JSON API, the UI and the trial summary (cache first), and the
+identity actions they offer (merge history, unmerge, review decisions), which refresh the
+cache and publish the profiles they change so no read is stale."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from c360 import merges
 from c360.errors import AdapterError
 from c360.events.identifiers import identifier_id, normalise_email, normalise_phone
 from c360.events.text import clean_text
 from c360.runtime import Runtime
-from c360.stages.f3_resolve import load_documents
+from c360.stages.f3_resolve import load_documents, publish_profiles
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,56 @@ def totals(runtime: Runtime, source: str | None = None) -> dict[str, Any]:
             {"source": source},
         ).fetchone()
     return {**profiles, **events}
+
+
+def profile_merges(runtime: Runtime, reference: str) -> dict[str, Any] | None:
+    """The merge history of the profile known by `reference` (any form `get_profile` takes),
+    undone merges included, oldest first; None if no profile is known by it."""
+    doc = get_profile(runtime, reference)
+    if doc is None:
+        return None
+    with runtime.pool.connection() as conn:
+        history = merges.merge_history(conn, uuid.UUID(doc["profile_id"]))
+    return {"profile_id": doc["profile_id"], "merges": history, "count": len(history)}
+
+
+def undo_merge(runtime: Runtime, merge_id: int, undone_by: str | None) -> dict[str, Any]:
+    """Undo a merge, then refresh both profiles in the cache; returns both documents."""
+    with runtime.pool.connection() as conn:
+        surviving, merged = merges.unmerge(conn, merge_id, undone_by)
+    documents = _refreshed(runtime, [surviving, merged])
+    return {
+        "merge_id": merge_id,
+        "surviving_id": str(surviving),
+        "merged_id": str(merged),
+        "profiles": documents,
+    }
+
+
+def reviews(runtime: Runtime, status: str, limit: int, offset: int) -> list[dict[str, Any]]:
+    """Review-queue entries with this status, oldest first."""
+    with runtime.pool.connection() as conn:
+        return merges.review_queue(conn, status, limit, offset)
+
+
+def decide(
+    runtime: Runtime, review_id: int, accept: bool, decided_by: str | None, note: str | None
+) -> dict[str, Any]:
+    """Accept or reject a queued pair; after an accept, the merged profile leaves the cache and
+    the survivor is refreshed. Returns the review and the current documents of the pair."""
+    with runtime.pool.connection() as conn:
+        review = merges.decide_review(conn, review_id, accept, decided_by, note)
+    pair = [review["profile_a"], review["profile_b"]]
+    return {"review": review, "profiles": _refreshed(runtime, pair)}
+
+
+def _refreshed(runtime: Runtime, profile_ids: list[Any]) -> list[dict[str, Any]]:
+    """Forget the cached documents of these ids, then cache and publish their live profiles."""
+    try:
+        runtime.cache.forget([str(profile_id) for profile_id in profile_ids])
+    except AdapterError as exc:  # PostgreSQL holds the truth; the cache entries expire
+        log.warning("Profile cache unavailable; %r may read stale: %s", profile_ids, exc)
+    return publish_profiles(runtime, profile_ids)
 
 
 def _candidates(reference: str, region: str) -> list[tuple[str, str]]:

@@ -1,6 +1,15 @@
 """Profile state and its live aggregates: applying an event, merging two profiles, and the
 document the API and cache serve.
 
+Survivorship (which value of a trait a profile shows, and what happens to the others):
+- the most recent event wins `traits[name]`: later event time, then later receipt, then the
+  larger messageId (`EventFact.order_key`), so arrival order never decides;
+- every other value the trait ever had is kept in `trait_others[name]` as
+  `{"value": v, "at": order key}`, one entry per distinct value (its latest time), newest
+  first; the winning value is never listed there. A merge folds both sides' traits and
+  others through the same rule, so nothing from either side is dropped, and the result is the
+  same whatever order events or merges happen in.
+
 Pure functions on plain data: no database here, so every rule can be tested on its own.
 """
 
@@ -8,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -56,10 +66,53 @@ class ProfileState:
     last_order_at: datetime | None = None
     traits: dict[str, Any] = dataclasses.field(default_factory=dict)
     trait_times: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    trait_others: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
     unique_ids: dict[str, str] = dataclasses.field(default_factory=dict)
     has_strong_id: bool = False
     is_new: bool = False
+
+
+#: The `events` columns `fact_from_row` reads, in order: one select list for F3 and unmerge,
+#: so a replayed event is the same fact F3 applied.
+FACT_COLUMNS = (
+    "source, message_id, type, event, event_time, received_at, revenue, identifiers,"
+    " CASE WHEN type = 'identify' THEN payload->'traits' ELSE payload->'context'->'traits' END"
+)
+
+
+def fact_from_row(row: Sequence[Any]) -> EventFact:
+    """The fact for a row selected with FACT_COLUMNS."""
+    return EventFact(
+        source=row[0],
+        message_id=row[1],
+        type=row[2],
+        event=row[3],
+        event_time=row[4],
+        received_at=row[5],
+        revenue=row[6],
+        identifiers=row[7],
+        traits=row[8] if isinstance(row[8], dict) else None,
+    )
+
+
+def state_from_row(row: dict[str, Any]) -> ProfileState:
+    """A profile's state from its `profiles` row (as a dict)."""
+    return ProfileState(
+        profile_id=row["profile_id"],
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        event_count=row["event_count"],
+        events_by_type=dict(row["events_by_type"]),
+        order_count=row["order_count"],
+        revenue=Decimal(row["revenue"]),
+        first_order_at=row["first_order_at"],
+        last_order_at=row["last_order_at"],
+        traits=dict(row["traits"]),
+        trait_times=dict(row["trait_times"]),
+        trait_others={name: list(others) for name, others in row["trait_others"].items()},
+        attributes=dict(row["attributes"]),
+    )
 
 
 def new_profile() -> ProfileState:
@@ -87,10 +140,18 @@ def apply_event(profile: ProfileState, fact: EventFact) -> None:
 
 
 def set_trait(profile: ProfileState, name: str, value: Any, order_key: list[str]) -> None:
-    """Set a trait unless the profile already holds a value from a later event."""
+    """Set a trait unless the profile already holds a value from a later event; the value
+    that loses (the older one, or this one) is kept in `trait_others`."""
+    order_key = list(order_key)
     current = profile.trait_times.get(name)
     if current is not None and list(current) >= order_key:
+        if not _same(profile.traits.get(name), value):
+            _keep_other(profile, name, value, order_key)
         return
+
+    if current is not None and not _same(profile.traits.get(name), value):
+        _keep_other(profile, name, profile.traits.get(name), list(current))
+    _drop_other(profile, name, value)  # the winner is never listed among the others
     profile.traits[name] = value
     profile.trait_times[name] = order_key
 
@@ -108,6 +169,9 @@ def merge_into(target: ProfileState, other: ProfileState) -> None:
     target.last_order_at = _latest(target.last_order_at, other.last_order_at)
     for name, value in other.traits.items():
         set_trait(target, name, value, other.trait_times.get(name, ["", "", ""]))
+    for name, others in other.trait_others.items():
+        for entry in others:
+            set_trait(target, name, entry["value"], entry["at"])
     for kind, value in other.unique_ids.items():
         target.unique_ids.setdefault(kind, value)
     target.has_strong_id = target.has_strong_id or other.has_strong_id
@@ -141,10 +205,40 @@ def document(row: dict[str, Any], identifiers: list[dict[str, Any]]) -> dict[str
         "last_order_at": row["last_order_at"],
         "rfm": rfm(row, as_of),
         "traits": row["traits"],
+        "trait_others": row.get("trait_others") or {},
         "attributes": row["attributes"],
         "identifiers": identifiers,
         "updated_at": row["updated_at"],
     }
+
+
+def _keep_other(profile: ProfileState, name: str, value: Any, order_key: list[str]) -> None:
+    """Record a losing value with its latest time; one entry per distinct value, newest first."""
+    others = profile.trait_others.setdefault(name, [])
+    for entry in others:
+        if _same(entry["value"], value):
+            if list(entry["at"]) >= order_key:
+                return
+            others.remove(entry)
+            break
+    others.append({"value": value, "at": order_key})
+    others.sort(key=lambda entry: list(entry["at"]), reverse=True)
+
+
+def _drop_other(profile: ProfileState, name: str, value: Any) -> None:
+    others = profile.trait_others.get(name)
+    if not others:
+        return
+    kept = [entry for entry in others if not _same(entry["value"], value)]
+    if kept:
+        profile.trait_others[name] = kept
+    else:
+        del profile.trait_others[name]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values: `1`, `1.0` and `true` are different values of a trait."""
+    return type(a) is type(b) and a == b
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -20,7 +20,16 @@ WRITE_KEY = "test-write-key-1"
 OTHER_WRITE_KEY = "test-write-key-2"
 API_TOKEN = "test-api-token"
 
-_TABLES = ("lake_index", "identity_conflicts", "merges", "identifiers", "events", "profiles")
+_TABLES = (
+    "lake_index",
+    "identity_separations",
+    "match_reviews",
+    "identity_conflicts",
+    "merges",
+    "identifiers",
+    "events",
+    "profiles",
+)
 
 
 @pytest.fixture(scope="session")

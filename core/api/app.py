@@ -1,4 +1,5 @@
-"""The Litestar application: gateway, F5 API and health, with JSON errors `{code, message}`."""
+"""The Litestar application: gateway, F5 API, identity actions and health, with JSON errors
+`{code, message}`."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from litestar.middleware import DefineMiddleware
 from c360.adapters.bus_valkey import AsyncValkeyBus
 from c360.api.gateway import make_handlers
 from c360.api.gzip import GzipRequestMiddleware
+from c360.api.identity import decide_review, identity_error, read_merges, read_reviews, undo
 from c360.api.metrics import metrics
 from c360.api.profiles import read_profile, read_profiles
 from c360.errors import BusUnavailable, InputError
 from c360.events.model import MAX_BATCH_BYTES
+from c360.merges import IdentityError
 from c360.plugins_manager import default_manager
 from c360.runtime import Runtime
 from c360.settings import Settings, load_settings
@@ -61,7 +64,17 @@ def create_app(settings: Settings) -> Litestar:
         runtime.close()
 
     return Litestar(
-        route_handlers=[*make_handlers(), read_profile, read_profiles, health, metrics],
+        route_handlers=[
+            *make_handlers(),
+            read_profile,
+            read_profiles,
+            read_merges,
+            undo,
+            read_reviews,
+            decide_review,
+            health,
+            metrics,
+        ],
         state=state,
         middleware=[DefineMiddleware(GzipRequestMiddleware, max_bytes=MAX_BATCH_BYTES * 2)],
         cors_config=CORSConfig(
@@ -71,6 +84,7 @@ def create_app(settings: Settings) -> Litestar:
         ),
         exception_handlers={
             InputError: _input_error,
+            IdentityError: identity_error,
             BusUnavailable: _bus_unavailable,
             HTTPException: _http_error,
             Exception: _internal_error,

@@ -54,32 +54,58 @@ def candidate_pairs(prep: Prepared) -> Candidates:
     return Candidates(unique // n, unique % n, by_rule, skipped)
 
 
-def record_keys(prep: Prepared, row: int) -> list[str]:
-    """Every blocking key of one row, as text (for an index of existing records)."""
+def keys_of(values: dict[str, str | None], rules: tuple[BlockingRule, ...]) -> list[str]:
+    """Every blocking key of one standardised record, as text (for an index of records)."""
     found = []
-    cache: dict[KeyPart, np.ndarray] = {}
-    for rule in prep.spec.blocking:
+    for rule in rules:
         parts = []
         for field, transform in rule:
-            value = _row_text(prep, field, row)
-            if value is None:
+            texts = [values.get(name) for name in field.split("|")]
+            if any(text is None for text in texts):
                 break
-            parts.append(TRANSFORMS[transform](value) if transform else value)
+            text = " ".join(texts)  # type: ignore[arg-type]
+            parts.append(TRANSFORMS[transform](text) if transform else text)
         else:
             found.append(rule_name(rule) + "=" + "\x1f".join(parts))
     return found
 
 
+def key_frame(frame: pl.DataFrame, rules: tuple[BlockingRule, ...]) -> pl.DataFrame:
+    """(row, key) for every blocking key of every row of a standardised frame: `keys_of` for a
+    whole table at once, giving the same texts."""
+    parts_cache: dict[KeyPart, pl.Series] = {}
+    keyed = []
+    for rule in rules:
+        parts = [_key_texts(frame, part, parts_cache) for part in rule]
+        prefix = pl.lit(rule_name(rule) + "=")
+        key = pl.concat_str([prefix, pl.concat_str(parts, separator="\x1f")])
+        keyed.append(
+            frame.select(
+                pl.int_range(frame.height, dtype=pl.Int64).alias("row"), key.alias("key")
+            ).drop_nulls("key")
+        )
+    if not keyed:
+        return pl.DataFrame(schema={"row": pl.Int64, "key": pl.String})
+    return pl.concat(keyed)
+
+
+def _key_texts(frame: pl.DataFrame, part: KeyPart, cache: dict[KeyPart, pl.Series]) -> pl.Series:
+    if part not in cache:
+        field, transform = part
+        text = frame.select(
+            pl.concat_str([pl.col(name) for name in field.split("|")], separator=" ")
+        ).to_series()
+        if transform:
+            distinct = text.drop_nulls().unique()
+            changed = [TRANSFORMS[transform](value) for value in distinct.to_list()]
+            text = text.replace_strict(distinct, pl.Series(changed, dtype=pl.String), default=None)
+        cache[part] = text
+    return cache[part]
+
+
 def rule_name(rule: BlockingRule) -> str:
     """A readable name for a rule, e.g. `surname+soundex(given_name)`."""
     return "+".join(f"{transform}({field})" if transform else field for field, transform in rule)
-
-
-def _row_text(prep: Prepared, field: str, row: int) -> str | None:
-    values = [prep.frame.get_column(name)[row] for name in field.split("|")]
-    if any(value is None for value in values):
-        return None
-    return " ".join(values)
 
 
 def _key_codes(prep: Prepared, part: KeyPart, cache: dict[KeyPart, np.ndarray]) -> np.ndarray:

@@ -109,4 +109,5 @@ def similarity_levels(kind: str, first: Sequence[str], second: Sequence[str]) ->
 def _pairwise(scorer: Callable[..., float], first: Sequence[str], second: Sequence[str]):
     if len(first) == 0:
         return np.zeros(0)
-    return process.cpdist(first, second, scorer=scorer, workers=-1)
+    workers = -1 if len(first) > 10_000 else 1  # threads cost more than a few pairs
+    return process.cpdist(first, second, scorer=scorer, workers=workers)

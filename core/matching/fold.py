@@ -13,7 +13,17 @@ import polars as pl
 
 #: Letters that Unicode does not decompose into a base letter plus a mark.
 _UNDECOMPOSED = str.maketrans(
-    {"đ": "d", "ð": "d", "ø": "o", "ł": "l", "ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ı": "i"}
+    {
+        "đ": "d",
+        "ð": "d",
+        "ø": "o",
+        "ł": "l",
+        "ß": "ss",
+        "æ": "ae",
+        "œ": "oe",
+        "þ": "th",
+        "ı": "i",
+    }
 )
 _JOINERS = re.compile(r"['’`.]")
 _NOT_WORD = re.compile(r"[^0-9a-z]+")

@@ -174,7 +174,15 @@ def _level_shares(column: np.ndarray, weights: np.ndarray, pseudo: np.ndarray) -
 
 
 def _patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.unique(levels, axis=0, return_counts=True)
+    """Distinct rows of the level matrix with their counts (rows packed into one integer each:
+    levels fit in 4 bits, so up to 16 fields)."""
+    if levels.shape[1] > 16:
+        return np.unique(levels, axis=0, return_counts=True)
+    shifts = np.arange(levels.shape[1], dtype=np.int64) * 4
+    packed = (levels.astype(np.int64) << shifts).sum(axis=1)
+    distinct, counts = np.unique(packed, return_counts=True)
+    patterns = ((distinct[:, None] >> shifts) & 0xF).astype(np.int8)
+    return patterns, counts
 
 
 def _initial_m(count: int) -> np.ndarray:

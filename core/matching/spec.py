@@ -87,6 +87,24 @@ class MatchSpec:
         raise KeyError(name)
 
 
+def spec_to_json(spec: MatchSpec) -> dict[str, object]:
+    """The spec as plain data (stored beside a trained model)."""
+    data = dataclasses.asdict(spec)
+    data["fields"] = [[field.name, field.role] for field in spec.fields]
+    return data
+
+
+def spec_from_json(data: dict[str, object]) -> MatchSpec:
+    """The spec `spec_to_json` wrote."""
+    values: dict = dict(data)
+    values["fields"] = tuple(Field(name, role) for name, role in values["fields"])
+    values["blocking"] = tuple(
+        tuple((field, transform) for field, transform in rule) for rule in values["blocking"]
+    )
+    values["unique"] = tuple(values["unique"])
+    return MatchSpec(**values)
+
+
 def spec_for(columns: dict[str, str], **options: object) -> MatchSpec:
     """A spec from column -> role, with blocking rules chosen from the roles present."""
     unknown = sorted(set(columns.values()) - set(ROLE_KIND))
@@ -119,7 +137,7 @@ def default_blocking(fields: tuple[Field, ...]) -> tuple[BlockingRule, ...]:
 
     def add(*parts: tuple[str | None, str]) -> None:
         if all(name for name, _ in parts):
-            rules.append(tuple((name, transform) for name, transform in parts))  # type: ignore[misc]
+            rules.append(tuple((str(name), transform) for name, transform in parts))
 
     for role in ("email", "phone", "national_id"):
         for name in by_role.get(role, []):
@@ -141,7 +159,8 @@ def default_blocking(fields: tuple[Field, ...]) -> tuple[BlockingRule, ...]:
     add((full, "sorted_tokens"))
     add((full, "first_token"), (city, "prefix3"))
     add((full, "prefix3"), (address, "first_token"))
-    add((address, ""))
-    add((address, "first_token"), (suburb, ""))
-    add((address, "prefix3"), (postcode, ""))
+    add((address, ""), (street, ""))
+    add((address, ""), (suburb, "prefix3"))
+    add((address, ""), (city, "prefix3"))
+    add((address, "prefix3"), (street, ""), (postcode, ""))
     return tuple(rules)

@@ -11,7 +11,6 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -22,7 +21,14 @@ from psycopg.types.json import Jsonb
 from c360.adapters.bus import UPDATED_PROFILES
 from c360.events.identifiers import TRUST, UNIQUE_PER_PROFILE
 from c360.identity import IdKey, Resolver
-from c360.profiles import EventFact, ProfileState, document
+from c360.profiles import (
+    FACT_COLUMNS,
+    EventFact,
+    ProfileState,
+    document,
+    fact_from_row,
+    state_from_row,
+)
 from c360.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -69,11 +75,19 @@ def refresh_profiles(runtime: Runtime, keys: Sequence[tuple[str, str]]) -> None:
                 _key_columns(keys),
             )
         ]
-        documents = load_documents(conn, ids)
+    publish_profiles(runtime, ids)
+
+
+def publish_profiles(runtime: Runtime, profile_ids: Iterable[Any]) -> list[dict[str, Any]]:
+    """Write the current documents of these profiles (following merges) to the cache and
+    publish them on the updated-profiles topic; returns the documents."""
+    with runtime.pool.connection() as conn:
+        documents = load_documents(conn, profile_ids)
     runtime.cache.put(documents)
     runtime.bus.publish(
         UPDATED_PROFILES, [(doc["profile_id"], _JSON.encode(doc)) for doc in documents]
     )
+    return documents
 
 
 def load_documents(conn: psycopg.Connection, profile_ids: Iterable[Any]) -> list[dict[str, Any]]:
@@ -112,8 +126,9 @@ def _resolve_in_transaction(
     _lock_identifiers(conn, identifiers)
     owners = _owners(conn, identifiers)
     profiles = _lock_profiles(conn, set(owners.values()))
+    separations = load_separations(conn, list(profiles))
 
-    resolver = Resolver(owners, profiles)
+    resolver = Resolver(owners, profiles, separations)
     for fact in facts:
         resolver.resolve(fact)
 
@@ -123,29 +138,32 @@ def _resolve_in_transaction(
 
 def _load_unresolved(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> list[EventFact]:
     rows = conn.execute(
-        "SELECT source, message_id, type, event, event_time, received_at, revenue, identifiers,"
-        " CASE WHEN type = 'identify' THEN payload->'traits' ELSE payload->'context'->'traits' END"
-        " FROM events"
+        f"SELECT {FACT_COLUMNS} FROM events"
         " WHERE (source, message_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
         " AND profile_id IS NULL"
         " ORDER BY event_time, received_at, message_id"
         " FOR UPDATE SKIP LOCKED",
         _key_columns(keys),
     ).fetchall()
-    return [
-        EventFact(
-            source=row[0],
-            message_id=row[1],
-            type=row[2],
-            event=row[3],
-            event_time=row[4],
-            received_at=row[5],
-            revenue=row[6],
-            identifiers=row[7],
-            traits=row[8] if isinstance(row[8], dict) else None,
-        )
-        for row in rows
-    ]
+    return [fact_from_row(row) for row in rows]
+
+
+def load_separations(
+    conn: psycopg.Connection, live_ids: list[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Pairs of these live profiles that must never merge: a separation between any members
+    of their clusters (written by an unmerge or a rejected review), as live ids."""
+    if len(live_ids) < 2:
+        return []
+    rows = conn.execute(
+        "WITH members AS (SELECT profile_id, coalesce(merged_into, profile_id) AS live"
+        " FROM profiles WHERE profile_id = ANY(%(ids)s) OR merged_into = ANY(%(ids)s))"
+        " SELECT DISTINCT a.live, b.live FROM identity_separations s"
+        " JOIN members a ON a.profile_id = s.profile_a"
+        " JOIN members b ON b.profile_id = s.profile_b",
+        {"ids": live_ids},
+    ).fetchall()
+    return [(row[0], row[1]) for row in rows if row[0] != row[1]]
 
 
 def _lock_identifiers(conn: psycopg.Connection, identifiers: list[IdKey]) -> None:
@@ -183,7 +201,7 @@ def _lock_profiles(
         ).fetchall()
     if len(rows) != len(profile_ids) or any(row["merged_into"] for row in rows):
         raise _Retry()
-    states = {row["profile_id"]: _state(row) for row in rows}
+    states = {row["profile_id"]: state_from_row(row) for row in rows}
     for ident in strong:
         state = states[ident["profile_id"]]
         state.has_strong_id = True
@@ -192,56 +210,47 @@ def _lock_profiles(
     return states
 
 
-def _state(row: dict[str, Any]) -> ProfileState:
-    return ProfileState(
-        profile_id=row["profile_id"],
-        first_seen=row["first_seen"],
-        last_seen=row["last_seen"],
-        event_count=row["event_count"],
-        events_by_type=dict(row["events_by_type"]),
-        order_count=row["order_count"],
-        revenue=Decimal(row["revenue"]),
-        first_order_at=row["first_order_at"],
-        last_order_at=row["last_order_at"],
-        traits=dict(row["traits"]),
-        trait_times=dict(row["trait_times"]),
-        attributes=dict(row["attributes"]),
-    )
-
-
 _UPSERT_PROFILE = """
 INSERT INTO profiles (profile_id, updated_at, first_seen, last_seen, event_count, events_by_type,
                       order_count, revenue, first_order_at, last_order_at, traits, trait_times,
-                      attributes)
-VALUES (%s, clock_timestamp(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                      trait_others, attributes)
+VALUES (%s, clock_timestamp(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (profile_id) DO UPDATE SET
     updated_at = EXCLUDED.updated_at, first_seen = EXCLUDED.first_seen,
     last_seen = EXCLUDED.last_seen, event_count = EXCLUDED.event_count,
     events_by_type = EXCLUDED.events_by_type, order_count = EXCLUDED.order_count,
     revenue = EXCLUDED.revenue, first_order_at = EXCLUDED.first_order_at,
     last_order_at = EXCLUDED.last_order_at, traits = EXCLUDED.traits,
-    trait_times = EXCLUDED.trait_times, attributes = EXCLUDED.attributes
+    trait_times = EXCLUDED.trait_times, trait_others = EXCLUDED.trait_others,
+    attributes = EXCLUDED.attributes
 """
 
 _UPSERT_IDENTIFIER = """
-INSERT INTO identifiers (id_type, id_value, raw_value, trust, profile_id, first_seen, last_seen)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+INSERT INTO identifiers (id_type, id_value, raw_value, trust, profile_id, first_seen, last_seen,
+                         origin_profile)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (id_type, id_value) DO UPDATE SET
     first_seen = LEAST(identifiers.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(identifiers.last_seen, EXCLUDED.last_seen)
 """
 
 
+def write_profiles(cur: psycopg.Cursor, states: Iterable[ProfileState]) -> None:
+    """Insert or update profiles' aggregates and traits (merged_into is left as it is)."""
+    cur.executemany(_UPSERT_PROFILE, [_profile_row(state) for state in states])
+
+
 def _write(conn: psycopg.Connection, resolver: Resolver) -> None:
     merged_away = set(resolver.redirects)
     live = [state for pid, state in resolver.profiles.items() if pid not in merged_away]
     with conn.cursor() as cur:
-        cur.executemany(_UPSERT_PROFILE, [_profile_row(state) for state in live])
+        write_profiles(cur, live)
         _write_merges(cur, resolver)
         cur.executemany(_UPSERT_IDENTIFIER, _identifier_rows(resolver))
         cur.execute(
-            "UPDATE events SET profile_id = x.p, resolved_at = clock_timestamp()"
-            " FROM unnest(%s::text[], %s::text[], %s::uuid[]) AS x(s, m, p)"
+            "UPDATE events SET profile_id = x.p, origin_profile = x.o,"
+            " resolved_at = clock_timestamp()"
+            " FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::uuid[]) AS x(s, m, p, o)"
             " WHERE events.source = x.s AND events.message_id = x.m",
             _assignment_columns(resolver),
         )
@@ -265,11 +274,13 @@ def _write(conn: psycopg.Connection, resolver: Resolver) -> None:
 
 
 def _write_merges(cur: psycopg.Cursor, resolver: Resolver) -> None:
+    # profiles created and merged within this batch: insert them first (rows reference them)
+    for merge in resolver.merges:
+        merged_state = resolver.profiles[merge.merged]
+        if merged_state.is_new:
+            cur.execute(_UPSERT_PROFILE, _profile_row(merged_state))
     for merge in resolver.merges:
         surviving = resolver.current(merge.surviving)
-        merged_state = resolver.profiles[merge.merged]
-        if merged_state.is_new:  # created and merged within this batch: insert it first
-            cur.execute(_UPSERT_PROFILE, _profile_row(merged_state))
         cur.execute(
             "UPDATE profiles SET merged_into = %s, updated_at = clock_timestamp()"
             " WHERE profile_id = %s OR merged_into = %s",
@@ -282,16 +293,19 @@ def _write_merges(cur: psycopg.Cursor, resolver: Resolver) -> None:
         cur.execute(
             "UPDATE events SET profile_id = %s WHERE profile_id = %s", (surviving, merge.merged)
         )
+        # the profile it joined at the time, not the batch's final survivor: an unmerge of a
+        # later merge then keeps this one's shape
         cur.execute(
-            "INSERT INTO merges (surviving_id, merged_id, rule, evidence, source, message_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO merges (surviving_id, merged_id, rule, evidence, source, message_id,"
+            " source_records) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (
-                surviving,
+                merge.surviving,
                 merge.merged,
                 merge.rule,
                 Jsonb(merge.evidence),
                 merge.fact.source,
                 merge.fact.message_id,
+                Jsonb([[merge.fact.source, merge.fact.message_id]]),
             ),
         )
 
@@ -309,6 +323,7 @@ def _profile_row(state: ProfileState) -> tuple:
         state.last_order_at,
         Jsonb(state.traits, dumps=_dumps),
         Jsonb(state.trait_times),
+        Jsonb(state.trait_others, dumps=_dumps),
         Jsonb(state.attributes, dumps=_dumps),
     )
 
@@ -321,20 +336,33 @@ def _identifier_rows(resolver: Resolver) -> list[tuple]:
         seen = link.fact.event_time
         if key in rows:
             first, last = rows[key][5], rows[key][6]
-            rows[key] = (*rows[key][:5], min(first, seen), max(last, seen))
+            rows[key] = (*rows[key][:5], min(first, seen), max(last, seen), rows[key][7])
         else:
+            # origin: the profile it was first linked to, even if merged later in this batch
             profile = resolver.current(link.profile)
-            rows[key] = (kind, value, link.raw, TRUST.get(kind, 1), profile, seen, seen)
+            rows[key] = (
+                kind,
+                value,
+                link.raw,
+                TRUST.get(kind, 1),
+                profile,
+                seen,
+                seen,
+                link.profile,
+            )
     return [rows[key] for key in sorted(rows)]
 
 
-def _assignment_columns(resolver: Resolver) -> tuple[list, list, list]:
-    sources, ids, profiles = [], [], []
+def _assignment_columns(resolver: Resolver) -> tuple[list, list, list, list]:
+    """Each event's live profile, and its origin: the profile it first joined, which an
+    unmerge gives it back to even when that profile was merged later in the batch."""
+    sources, ids, profiles, origins = [], [], [], []
     for (source, message_id), profile in resolver.assignments.items():
         sources.append(source)
         ids.append(message_id)
         profiles.append(resolver.current(profile))
-    return sources, ids, profiles
+        origins.append(profile)
+    return sources, ids, profiles, origins
 
 
 def _key_columns(keys: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:

@@ -262,3 +262,46 @@ def test_two_visitors_sending_a_placeholder_user_id_stay_apart(placeholder):
 
     assert profiles[0] != profiles[1]
     assert ("user_id", placeholder) not in resolver.owners
+
+
+def test_two_profiles_kept_apart_are_never_merged_and_the_refusal_is_a_conflict():
+    first = _resolver()
+    first.resolve(_fact(("user_id", "u-1")))
+    first.resolve(_fact(("anonymous_id", "laptop")))
+    known, anonymous = _owner(first, "user_id", "u-1"), _owner(first, "anonymous_id", "laptop")
+    resolver = Resolver(first.owners, first.profiles, [(known, anonymous)])
+
+    resolver.resolve(_fact(("user_id", "u-1"), ("anonymous_id", "laptop")))
+
+    assert resolver.merges == []
+    (conflict,) = resolver.conflicts
+    assert (conflict.profile, conflict.other) == (known, anonymous)
+    assert "kept apart" in conflict.reason
+
+
+def test_a_separation_follows_a_profile_merged_within_the_batch():
+    first = _resolver()
+    first.resolve(_fact(("user_id", "u-1")))
+    first.resolve(_fact(("anonymous_id", "laptop")))
+    first.resolve(_fact(("anonymous_id", "phone")))
+    known = _owner(first, "user_id", "u-1")
+    laptop, phone = _owner(first, "anonymous_id", "laptop"), _owner(first, "anonymous_id", "phone")
+    resolver = Resolver(first.owners, first.profiles, [(known, phone)])
+
+    resolver.resolve(_fact(("anonymous_id", "laptop"), ("anonymous_id", "phone")))  # joins
+    resolver.resolve(_fact(("user_id", "u-1"), ("anonymous_id", "laptop")))
+
+    assert [(m.surviving, m.merged) for m in resolver.merges] == [(laptop, phone)]
+    assert "kept apart" in resolver.conflicts[-1].reason
+
+
+def test_a_new_customer_on_a_known_customers_device_gets_a_profile_of_their_own():
+    resolver = _resolver()
+    lan = resolver.resolve(_fact(("email", "lan@example.vn"), ("anonymous_id", "family-ipad")))
+
+    minh = resolver.resolve(_fact(("email", "minh@example.vn"), ("anonymous_id", "family-ipad")))
+
+    assert minh.profile_id != lan.profile_id
+    assert _owner(resolver, "anonymous_id", "family-ipad") == lan.profile_id
+    assert _owner(resolver, "email", "minh@example.vn") == minh.profile_id
+    assert "too weak" in resolver.conflicts[-1].reason

@@ -307,3 +307,68 @@ def test_rfm_of_a_profile_without_orders_has_no_recency_or_average(profile):
     assert result["recency_days"] is None
     assert result["frequency"] == 0
     assert result["average_order_value"] is None
+
+
+# Survivorship: every value kept
+
+
+def _kept(profile: ProfileState) -> dict[str, set[Any]]:
+    """Every value a profile holds for each trait: the winner and the others."""
+    kept = {name: {value} for name, value in profile.traits.items()}
+    for name, others in profile.trait_others.items():
+        kept.setdefault(name, set()).update(entry["value"] for entry in others)
+    return kept
+
+
+SURVIVORSHIP_FACTS = (
+    _fact("m-1", at=T0, traits={"name": "Lan", "city": "Huế"}),
+    _fact("m-2", at=T0 + timedelta(minutes=1), traits={"name": "Trần Lan"}),
+    _fact("m-3", at=T0 + timedelta(minutes=2), traits={"city": "Đà Nẵng", "plan": "pro"}),
+    _fact("m-4", at=T0 + timedelta(minutes=3), traits={"name": "Lan"}),
+)
+
+
+def test_trait_others_keep_every_losing_value_once_with_its_latest_time():
+    profile = _profile(*SURVIVORSHIP_FACTS)
+
+    assert profile.traits == {"name": "Lan", "city": "Đà Nẵng", "plan": "pro"}
+    assert profile.trait_others == {
+        "name": [{"value": "Trần Lan", "at": SURVIVORSHIP_FACTS[1].order_key}],
+        "city": [{"value": "Huế", "at": SURVIVORSHIP_FACTS[0].order_key}],
+    }
+
+
+def test_trait_others_are_the_same_under_every_arrival_order():
+    expected = _profile(*SURVIVORSHIP_FACTS)
+
+    for order in itertools.permutations(SURVIVORSHIP_FACTS):
+        profile = _profile(*order)
+        assert (profile.traits, profile.trait_others) == (
+            expected.traits,
+            expected.trait_others,
+        ), order
+
+
+def test_a_merge_keeps_every_trait_value_of_both_sides_whichever_side_survives():
+    left, right = SURVIVORSHIP_FACTS[:2], SURVIVORSHIP_FACTS[2:]
+    sent: dict[str, set[Any]] = {}
+    for fact in SURVIVORSHIP_FACTS:
+        for name, value in (fact.traits or {}).items():
+            sent.setdefault(name, set()).add(value)
+    whole = _profile(*SURVIVORSHIP_FACTS)
+
+    for first, second in ((left, right), (right, left)):
+        target, other = _profile(*first), _profile(*second)
+        merge_into(target, other)
+        assert _kept(target) == sent
+        assert (target.traits, target.trait_others) == (whole.traits, whole.trait_others)
+
+
+def test_one_and_true_are_different_trait_values():
+    profile = _profile(
+        _fact("m-1", at=T0, traits={"vip": 1}),
+        _fact("m-2", at=T0 + timedelta(minutes=1), traits={"vip": True}),
+    )
+
+    assert profile.traits == {"vip": True}
+    assert profile.trait_others == {"vip": [{"value": 1, "at": _fact("m-1").order_key}]}

@@ -313,3 +313,55 @@ def test_the_cache_follows_a_merge(runtime):
     assert runtime.cache.lookup("anonymous_id", "a-1") == survivor
     stale = runtime.cache.get(anonymous)
     assert stale is None or stale["profile_id"] == survivor
+
+
+def test_two_customers_known_by_email_sharing_a_device_stay_apart(runtime):
+    for message_id, email in (("m-1", "lan@example.vn"), ("m-2", "minh@example.vn")):
+        event = identify(message_id, anon=f"browser-{message_id}", email=email)
+        run(runtime, {**event, "context": {"device": {"id": "family-ipad"}}})
+
+    assert len(live_profiles(runtime)) == 2
+    assert rows(runtime, "SELECT * FROM merges") == []
+    assert profile_of(runtime, "m-1") != profile_of(runtime, "m-2")
+
+
+def test_each_event_and_identifier_keeps_the_profile_it_first_joined(runtime):
+    run(runtime, identify("m-1", user="u-1"))
+    run(runtime, identify("m-2", anon="a-1"))
+    known, anonymous = profile_of(runtime, "m-1"), profile_of(runtime, "m-2")
+
+    run(runtime, identify("m-3", user="u-1", anon="a-1"))
+
+    origins = rows(runtime, "SELECT message_id, profile_id, origin_profile FROM events ORDER BY 1")
+    assert [(r["profile_id"], r["origin_profile"]) for r in origins] == [
+        (known, known),
+        (known, anonymous),
+        (known, known),
+    ]
+    assert owner(runtime, "anonymous_id", "a-1") == known
+    (device,) = rows(runtime, "SELECT origin_profile FROM identifiers WHERE id_value = 'a-1'")
+    assert device["origin_profile"] == anonymous
+
+
+def test_a_profile_made_and_merged_in_one_batch_keeps_its_events_origin(runtime):
+    run(runtime, identify("m-1", user="u-1"))
+
+    run(runtime, track("m-2", anon="a-1"), identify("m-3", user="u-1", anon="a-1"))
+
+    (merge,) = rows(runtime, "SELECT * FROM merges")
+    (event,) = rows(runtime, "SELECT origin_profile FROM events WHERE message_id = 'm-2'")
+    assert event["origin_profile"] == merge["merged_id"] != merge["surviving_id"]
+
+
+def test_a_merge_in_f3_keeps_the_losing_trait_values(runtime):
+    run(runtime, identify("m-1", user="u-1", ts="2026-01-05T00:00:00Z", name="New"))
+    run(runtime, identify("m-2", anon="a-1", ts="2026-01-01T00:00:00Z", name="Old", city="Huế"))
+
+    run(runtime, identify("m-3", user="u-1", anon="a-1", ts="2026-01-03T00:00:00Z"))
+
+    (profile,) = live_profiles(runtime)
+    assert profile["traits"] == {"name": "New", "city": "Huế"}
+    (old,) = profile["trait_others"]["name"]
+    assert old["value"] == "Old" and old["at"][2] == "m-2"
+    cached = runtime.cache.get(str(profile["profile_id"]))
+    assert cached["trait_others"] == profile["trait_others"]
