@@ -22,6 +22,10 @@ API_TOKEN = "test-api-token"
 
 _TABLES = (
     "lake_index",
+    "match_records",
+    "match_keys",
+    "match_terms",
+    "match_models",
     "identity_separations",
     "match_reviews",
     "identity_conflicts",

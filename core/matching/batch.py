@@ -17,7 +17,7 @@ import polars as pl
 
 from c360.matching.blocking import Candidates, candidate_pairs
 from c360.matching.cluster import Clusters, cluster
-from c360.matching.compare import compare_codes
+from c360.matching.compare import compare_codes, mark_swapped_names
 from c360.matching.model import Model, match_bits, probability, tf_bits, train
 from c360.matching.prepare import Prepared, prepare
 from c360.matching.spec import MatchSpec
@@ -91,7 +91,36 @@ def compare_pairs(prep: Prepared, left: np.ndarray, right: np.ndarray) -> np.nda
     ]
     if not columns:
         return np.zeros((len(left), 0), dtype=np.int8)
-    return np.stack(columns, axis=1)
+    levels = np.stack(columns, axis=1)
+    swap = prep.spec.name_columns()
+    if swap is not None:
+        mark_swapped_names(levels, swap, _names_of_pairs(prep, swap, left, right))
+    return levels
+
+
+def _names_of_pairs(
+    prep: Prepared, columns: tuple[int, int], left: np.ndarray, right: np.ndarray
+) -> tuple[_Values, _Values, _Values, _Values]:
+    given, surname = (prep.spec.fields[index].name for index in columns)
+    return (
+        _Values(prep, given, left),
+        _Values(prep, surname, left),
+        _Values(prep, given, right),
+        _Values(prep, surname, right),
+    )
+
+
+class _Values:
+    """A field's value for each pair's left (or right) row, looked up only when read."""
+
+    def __init__(self, prep: Prepared, field: str, rows: np.ndarray) -> None:
+        self.codes = prep.codes[field]
+        self.values = prep.code_values[field]
+        self.rows = rows
+
+    def __getitem__(self, pair: int) -> str | None:
+        code = self.codes[self.rows[pair]]
+        return self.values[code] if code >= 0 else None
 
 
 def score_pairs(

@@ -16,6 +16,9 @@ import polars as pl
 from c360.matching.prepare import Prepared, encode
 from c360.matching.spec import BlockingRule, KeyPart
 
+#: Every rule may pair this many candidates whatever the number of records.
+_MIN_RULE_BUDGET = 200_000
+
 TRANSFORMS = {
     "soundex": jellyfish.soundex,
     "prefix3": lambda value: value[:3],
@@ -33,6 +36,7 @@ class Candidates:
     right: np.ndarray
     pairs_by_rule: dict[str, int]
     skipped_blocks: int
+    skipped_rules: list[str] = dataclasses.field(default_factory=list)
 
 
 def candidate_pairs(prep: Prepared) -> Candidates:
@@ -41,17 +45,24 @@ def candidate_pairs(prep: Prepared) -> Candidates:
     packed: list[np.ndarray] = []
     by_rule: dict[str, int] = {}
     skipped = 0
+    skipped_rules = []
+    budget = max(int(prep.spec.max_pairs_per_record * n), _MIN_RULE_BUDGET)
     keys_cache: dict[KeyPart, np.ndarray] = {}
     for rule in prep.spec.blocking:
         keys = [_key_codes(prep, part, keys_cache) for part in rule]
-        left, right, rule_skipped = _rule_pairs(keys, prep.source, prep.spec.max_block)
+        found = _rule_pairs(keys, prep.source, prep.spec.max_block, budget)
+        if found is None:
+            skipped_rules.append(rule_name(rule))
+            continue
+        left, right, rule_skipped = found
         by_rule[rule_name(rule)] = len(left)
         skipped += rule_skipped
         packed.append(left.astype(np.int64) * n + right)
     if not packed:
-        return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), by_rule, skipped)
+        empty = np.zeros(0, np.int64)
+        return Candidates(empty, empty, by_rule, skipped, skipped_rules)
     unique = pl.Series(np.concatenate(packed)).unique().to_numpy()
-    return Candidates(unique // n, unique % n, by_rule, skipped)
+    return Candidates(unique // n, unique % n, by_rule, skipped, skipped_rules)
 
 
 def keys_of(values: dict[str, str | None], rules: tuple[BlockingRule, ...]) -> list[str]:
@@ -131,8 +142,9 @@ def _key_codes(prep: Prepared, part: KeyPart, cache: dict[KeyPart, np.ndarray]) 
 
 
 def _rule_pairs(
-    keys: list[np.ndarray], source: np.ndarray | None, max_block: int
-) -> tuple[np.ndarray, np.ndarray, int]:
+    keys: list[np.ndarray], source: np.ndarray | None, max_block: int, budget: int
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The rule's pairs and the number of oversized blocks; None when over the budget."""
     names = [f"k{i}" for i in range(len(keys))]
     frame = pl.DataFrame({name: key for name, key in zip(names, keys, strict=True)})
     frame = frame.with_row_index("row").filter(pl.all_horizontal(pl.col(names) >= 0))
@@ -147,6 +159,9 @@ def _rule_pairs(
     skipped = (
         sizes.height - kept.height - (sizes.filter(block <= 1).height if source is None else 0)
     )
+    # a self-join counts each pair twice (and each record with itself)
+    if int(kept.select(block.sum()).item() or 0) > budget * (2 if source is None else 1):
+        return None
     left = left.join(kept.select(names), on=names, how="semi")
     right = right.join(kept.select(names), on=names, how="semi")
     pairs = left.join(right, on=names, suffix="_r")

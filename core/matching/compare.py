@@ -87,6 +87,37 @@ def compare_codes(
     return levels
 
 
+#: Jaro-Winkler both ways at which a given name and surname count as written the wrong way
+#: round (they then take the near-agreement level, not disagreement).
+SWAP_SIMILARITY = 0.92
+
+
+def mark_swapped_names(
+    levels: np.ndarray,
+    columns: tuple[int, int],
+    names: tuple[
+        Sequence[str | None], Sequence[str | None], Sequence[str | None], Sequence[str | None]
+    ],
+) -> None:
+    """Give near agreement to pairs whose given name and surname are swapped, in place.
+
+    `columns` are the given-name and surname columns of `levels`; `names` holds, per pair, the
+    left given name, left surname, right given name and right surname."""
+    given, surname = columns
+    near = level_count("name") - 2
+    both_differ = np.flatnonzero((levels[:, given] == 1) & (levels[:, surname] == 1))
+    if len(both_differ) == 0:
+        return
+    given_l, surname_l, given_r, surname_r = (
+        [values[row] for row in both_differ] for values in names
+    )
+    forth = _pairwise(_JW, given_l, surname_r)
+    back = _pairwise(_JW, surname_l, given_r)
+    swapped = both_differ[(forth >= SWAP_SIMILARITY) & (back >= SWAP_SIMILARITY)]
+    levels[swapped, given] = near
+    levels[swapped, surname] = near
+
+
 def similarity_levels(kind: str, first: Sequence[str], second: Sequence[str]) -> np.ndarray:
     """Levels of value pairs known to be present and different (so below exact)."""
     scorers = KIND_LEVELS[kind]

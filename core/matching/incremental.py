@@ -23,7 +23,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from c360.matching.blocking import key_frame, keys_of
-from c360.matching.compare import level_count, similarity_levels
+from c360.matching.compare import level_count, mark_swapped_names, similarity_levels
 from c360.matching.model import Model, probability, tf_bits
 from c360.matching.spec import MatchSpec, spec_from_json, spec_to_json
 from c360.matching.standardise import standardise_one
@@ -116,7 +116,8 @@ def bulk_index(
         standard.select(pl.struct(names).struct.json_encode().alias("fields"))
     )
     _copy(conn, "match_records (record_id, fields)", records)
-    conn.execute("CREATE TEMP TABLE match_keys_load (k text, r uuid) ON COMMIT DROP")
+    conn.execute("DROP TABLE IF EXISTS match_keys_load")
+    conn.execute("CREATE TEMP TABLE match_keys_load (k text, r uuid)")
     keys = key_frame(standard, spec.blocking)
     id_column = records.get_column("record_id")
     for start in range(0, keys.height, _COPY_ROWS):
@@ -187,26 +188,36 @@ def score_candidates(
     candidates: Sequence[tuple[uuid.UUID, dict[str, str | None]]],
     term_frequency: dict[str, float],
 ) -> list[Candidate]:
-    """Score a standardised record against candidates with the model (pure, no database)."""
+    """Score a standardised record against candidates with the model (pure, no database):
+    the same levels and weights as the batch path."""
     count = len(candidates)
+    theirs = {
+        field.name: [other.get(field.name) for _, other in candidates] for field in spec.fields
+    }
+    levels = np.zeros((count, len(spec.fields)), dtype=np.int8)
+    for index, field in enumerate(spec.fields):
+        levels[:, index] = _levels(field.kind, values.get(field.name), theirs[field.name])
+    swap = spec.name_columns()
+    if swap is not None:
+        given, surname = (spec.fields[index].name for index in swap)
+        mine = ([values.get(given)] * count, [values.get(surname)] * count)
+        mark_swapped_names(levels, swap, (*mine, theirs[given], theirs[surname]))
+
     bits = np.full(count, model.prior_bits())
     evidence: list[dict[str, dict[str, Any]]] = [{} for _ in range(count)]
-    for field, params in zip(spec.fields, model.fields, strict=True):
+    for index, (field, params) in enumerate(zip(spec.fields, model.fields, strict=True)):
+        field_bits = params.bits()[levels[:, index]]
         mine = values.get(field.name)
-        theirs = [other.get(field.name) for _, other in candidates]
-        levels = _levels(field.kind, mine, theirs)
-        field_bits = params.bits()[levels]
-        if params.term_frequencies and mine is not None and field.name in term_frequency:
-            exact = levels == level_count(field.kind) - 1
+        if params.term_frequencies and field.name in term_frequency:
+            exact = levels[:, index] == level_count(field.kind) - 1
             field_bits[exact] += tf_bits(params, np.array([term_frequency[field.name]]))[0]
         bits += field_bits
-        for row in range(count):
-            if levels[row]:
-                evidence[row][field.name] = {
-                    "level": int(levels[row]),
-                    "bits": round(float(field_bits[row]), 3),
-                    "values": [mine, theirs[row]],
-                }
+        for row in np.flatnonzero(levels[:, index]).tolist():
+            evidence[row][field.name] = {
+                "level": int(levels[row, index]),
+                "bits": round(float(field_bits[row]), 3),
+                "values": [mine, theirs[field.name][row]],
+            }
     chances = probability(bits)
     return [
         Candidate(record_id, float(chances[row]), float(bits[row]), evidence[row])

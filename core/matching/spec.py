@@ -76,8 +76,18 @@ class MatchSpec:
     max_cluster: int = 50
     #: blocks larger than this are skipped (a placeholder value, a very common name)
     max_block: int = 400
+    #: a rule that would pair more than this many candidates per record is skipped (and
+    #: reported): it is not selective enough for this data
+    max_pairs_per_record: float = 5.0
     #: two-letter region for phone numbers written without a country code
     region: str = "AU"
+
+    def name_columns(self) -> tuple[int, int] | None:
+        """Indices of the given-name and surname fields, when the spec has both."""
+        roles = [field.role for field in self.fields]
+        if "given_name" in roles and "surname" in roles:
+            return roles.index("given_name"), roles.index("surname")
+        return None
 
     def field(self, name: str) -> Field:
         """The field called `name`."""
@@ -142,25 +152,34 @@ def default_blocking(fields: tuple[Field, ...]) -> tuple[BlockingRule, ...]:
     for role in ("email", "phone", "national_id"):
         for name in by_role.get(role, []):
             add((name, ""))
+    # people: every rule holds a date, a place or a full name, so blocks stay small at any
+    # scale (a name alone, or a street alone, pairs thousands of strangers in a million)
     if given and surname:  # a given name and surname written the wrong way round
         add((f"{given}|{surname}", "sorted_tokens"), (dob, "year"))
-    add((surname, ""), (dob, ""))
-    add((given, ""), (dob, ""))
-    add((given, ""), (surname, ""))
     add((surname, "soundex"), (dob, ""))
     add((given, "soundex"), (dob, ""))
     add((surname, "soundex"), (given, "soundex"), (dob, "year"))
+    add((given, ""), (surname, ""), (suburb, ""))
     add((given, "prefix3"), (surname, "prefix3"), (postcode, ""))
-    add((postcode, ""), (street, ""))
+    add((given, ""), (surname, "prefix3"), (postcode, "prefix3"))
+    add((postcode, ""), (street, ""), (given, "prefix3"))
     add((suburb, ""), (street, ""), (given, "prefix3"))
     add((dob, ""), (postcode, ""))
     add((dob, ""), (suburb, ""))
     add((dob, ""), (city, ""))
+    add((address, ""), (street, ""), (postcode, ""))
+    add((address, ""), (street, ""), (suburb, "prefix3"))
+    add((address, "prefix3"), (street, ""), (postcode, ""))
+    # broad rules: worth it on small data, skipped by the pair budget when they would pair
+    # strangers by the million
+    add((given, ""), (surname, ""))
+    add((postcode, ""), (street, ""))
+    add((address, ""), (street, ""))
+    add((address, "first_token"), (suburb, ""))
+    add((address, "prefix3"), (postcode, ""))
+    # places and businesses (a full name, an address, a city)
     add((full, "sorted_tokens"))
     add((full, "first_token"), (city, "prefix3"))
     add((full, "prefix3"), (address, "first_token"))
-    add((address, ""), (street, ""))
-    add((address, ""), (suburb, "prefix3"))
     add((address, ""), (city, "prefix3"))
-    add((address, "prefix3"), (street, ""), (postcode, ""))
     return tuple(rules)
