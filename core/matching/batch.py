@@ -17,7 +17,7 @@ import polars as pl
 
 from c360.matching.blocking import Candidates, candidate_pairs
 from c360.matching.cluster import Clusters, cluster
-from c360.matching.compare import compare_codes, mark_swapped_names
+from c360.matching.compare import compare_codes, count_address_once, mark_swapped_names
 from c360.matching.model import Model, match_bits, probability, tf_bits, train
 from c360.matching.prepare import Prepared, prepare
 from c360.matching.spec import MatchSpec
@@ -95,6 +95,9 @@ def compare_pairs(prep: Prepared, left: np.ndarray, right: np.ndarray) -> np.nda
     swap = prep.spec.name_columns()
     if swap is not None:
         mark_swapped_names(levels, swap, _names_of_pairs(prep, swap, left, right))
+    address = prep.spec.address_columns()
+    if address is not None:
+        count_address_once(levels, *address)
     return levels
 
 

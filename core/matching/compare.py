@@ -118,6 +118,18 @@ def mark_swapped_names(
     levels[swapped, surname] = near
 
 
+def count_address_once(levels: np.ndarray, street: int, locality: Sequence[int]) -> None:
+    """Where the street address agrees exactly, its locality (suburb, city, postcode, state)
+    becomes "no evidence", in place.
+
+    The parts of one address are not independent: two people of one household agree on all of
+    them, and counting each part as separate evidence would merge them on the address alone.
+    """
+    same_street = levels[:, street] == level_count("address") - 1
+    for column in locality:
+        levels[same_street, column] = 0
+
+
 def similarity_levels(kind: str, first: Sequence[str], second: Sequence[str]) -> np.ndarray:
     """Levels of value pairs known to be present and different (so below exact)."""
     scorers = KIND_LEVELS[kind]

@@ -23,7 +23,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from c360.matching.blocking import key_frame, keys_of
-from c360.matching.compare import level_count, mark_swapped_names, similarity_levels
+from c360.matching.compare import (
+    count_address_once,
+    level_count,
+    mark_swapped_names,
+    similarity_levels,
+)
 from c360.matching.model import Model, probability, tf_bits
 from c360.matching.spec import MatchSpec, spec_from_json, spec_to_json
 from c360.matching.standardise import standardise_one
@@ -202,6 +207,9 @@ def score_candidates(
         given, surname = (spec.fields[index].name for index in swap)
         mine = ([values.get(given)] * count, [values.get(surname)] * count)
         mark_swapped_names(levels, swap, (*mine, theirs[given], theirs[surname]))
+    address = spec.address_columns()
+    if address is not None:
+        count_address_once(levels, *address)
 
     bits = np.full(count, model.prior_bits())
     evidence: list[dict[str, dict[str, Any]]] = [{} for _ in range(count)]

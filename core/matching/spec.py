@@ -35,6 +35,9 @@ TF_ROLES = frozenset({"given_name", "surname", "full_name", "suburb", "city", "a
 #: person when the deployment says the role is a unique identifier (`MatchSpec.unique`).
 IDENTIFIER_ROLES = frozenset({"national_id", "email", "phone"})
 
+#: Parts of an address that say where, not which house.
+_LOCALITY_ROLES = frozenset({"suburb", "city", "postcode", "state"})
+
 #: Blocking keys: (field, transform). Transforms: "" the value, "soundex", "prefix3",
 #: "first_token", "sorted_tokens", "year". A field "a|b" reads fields a and b as one text.
 KeyPart = tuple[str, str]
@@ -78,7 +81,7 @@ class MatchSpec:
     max_block: int = 400
     #: a rule that would pair more than this many candidates per record is skipped (and
     #: reported): it is not selective enough for this data
-    max_pairs_per_record: float = 5.0
+    max_pairs_per_record: float = 2.0
     #: two-letter region for phone numbers written without a country code
     region: str = "AU"
 
@@ -88,6 +91,14 @@ class MatchSpec:
         if "given_name" in roles and "surname" in roles:
             return roles.index("given_name"), roles.index("surname")
         return None
+
+    def address_columns(self) -> tuple[int, list[int]] | None:
+        """Index of the (first) street address field and of its locality fields."""
+        roles = [field.role for field in self.fields]
+        if "address" not in roles:
+            return None
+        locality = [i for i, role in enumerate(roles) if role in _LOCALITY_ROLES]
+        return roles.index("address"), locality
 
     def field(self, name: str) -> Field:
         """The field called `name`."""

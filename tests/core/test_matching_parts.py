@@ -89,8 +89,7 @@ def test_em_recovers_the_parameters_that_generated_the_data() -> None:
     )
     levels = np.where(agree, 2, 1).astype(np.int8)  # level 2 = agree, 1 = disagree
     fields = [
-        FieldModel(f"f{i}", "exact", False, [1.0, 0.3, 0.7], [1.0, 0.7, 0.3], 0.3)
-        for i in range(3)
+        FieldModel(f"f{i}", "exact", False, [1.0, 0.3, 0.7], [1.0, 0.7, 0.3], 0.3) for i in range(3)
     ]
     model = Model(fields=fields, prior=0.5)
     expectation_maximisation(model, levels)
@@ -131,5 +130,5 @@ def test_a_cluster_past_its_limit_is_flagged_not_merged() -> None:
 
 
 def test_an_unknown_role_is_refused_with_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown field role.*'surnme'.*given_name"):
+    with pytest.raises(ValueError, match=r"unknown field role.*'surnme'.*given_name"):
         spec_for({"a": "surnme"})
