@@ -17,10 +17,11 @@ import polars as pl
 
 from c360.matching.blocking import Candidates, candidate_pairs
 from c360.matching.cluster import Clusters, cluster
-from c360.matching.compare import compare_codes, count_address_once, mark_swapped_names
-from c360.matching.model import Model, match_bits, probability, tf_bits, train
+from c360.matching.model import Model, match_bits, probability, tf_bits
+from c360.matching.pairs import compare_pairs
 from c360.matching.prepare import Prepared, prepare
 from c360.matching.spec import MatchSpec
+from c360.matching.training import train_in_sessions
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,7 +64,7 @@ def match(records: pl.DataFrame, spec: MatchSpec, source: np.ndarray | None = No
     clock.lap("block")
     levels = compare_pairs(prep, candidates.left, candidates.right)
     clock.lap("compare")
-    model = train(prep, levels)
+    model = train_in_sessions(prep, levels)
     clock.lap("train")
     bits = score_pairs(prep, model, levels, candidates.left, candidates.right)
     chance = probability(bits)
@@ -81,49 +82,6 @@ def match(records: pl.DataFrame, spec: MatchSpec, source: np.ndarray | None = No
     clusters = _spread(joined, above, len(chance))
     clock.lap("cluster")
     return MatchResult(prep, candidates, levels, bits, chance, model, clusters, clock.laps)
-
-
-def compare_pairs(prep: Prepared, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Levels of every field for every pair, as a (pairs, fields) int8 matrix."""
-    columns = [
-        compare_codes(field.kind, prep.code_values[field.name], prep.codes[field.name], left, right)
-        for field in prep.spec.fields
-    ]
-    if not columns:
-        return np.zeros((len(left), 0), dtype=np.int8)
-    levels = np.stack(columns, axis=1)
-    swap = prep.spec.name_columns()
-    if swap is not None:
-        mark_swapped_names(levels, swap, _names_of_pairs(prep, swap, left, right))
-    address = prep.spec.address_columns()
-    if address is not None:
-        count_address_once(levels, *address)
-    return levels
-
-
-def _names_of_pairs(
-    prep: Prepared, columns: tuple[int, int], left: np.ndarray, right: np.ndarray
-) -> tuple[_Values, _Values, _Values, _Values]:
-    given, surname = (prep.spec.fields[index].name for index in columns)
-    return (
-        _Values(prep, given, left),
-        _Values(prep, surname, left),
-        _Values(prep, given, right),
-        _Values(prep, surname, right),
-    )
-
-
-class _Values:
-    """A field's value for each pair's left (or right) row, looked up only when read."""
-
-    def __init__(self, prep: Prepared, field: str, rows: np.ndarray) -> None:
-        self.codes = prep.codes[field]
-        self.values = prep.code_values[field]
-        self.rows = rows
-
-    def __getitem__(self, pair: int) -> str | None:
-        code = self.codes[self.rows[pair]]
-        return self.values[code] if code >= 0 else None
 
 
 def score_pairs(

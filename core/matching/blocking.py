@@ -65,6 +65,16 @@ def candidate_pairs(prep: Prepared) -> Candidates:
     return Candidates(unique // n, unique % n, by_rule, skipped, skipped_rules)
 
 
+def rule_pairs_of(
+    prep: Prepared, rule: BlockingRule, max_block: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs of one rule (blocks up to `max_block`), whatever their number."""
+    keys = [_key_codes(prep, part, {}) for part in rule]
+    found = _rule_pairs(keys, prep.source, max_block, budget=2**62)
+    assert found is not None  # no budget to exceed
+    return found[0], found[1]
+
+
 def keys_of(values: dict[str, str | None], rules: tuple[BlockingRule, ...]) -> list[str]:
     """Every blocking key of one standardised record, as text (for an index of records)."""
     found = []

@@ -78,8 +78,8 @@ class Model:
         return cls(fields=fields, prior=data["prior"], iterations=data.get("iterations", 0))
 
 
-def train(prep: Prepared, levels: np.ndarray, seed: int = 360) -> Model:
-    """u from random pairs, then m, u and the prior by EM over the candidates' levels."""
+def initial_model(prep: Prepared, seed: int = 360) -> Model:
+    """u from random pairs, m from a generic guess, a prior to be fitted."""
     fields = [
         FieldModel(
             name=field.name,
@@ -91,7 +91,12 @@ def train(prep: Prepared, levels: np.ndarray, seed: int = 360) -> Model:
         )
         for field, u in zip(prep.spec.fields, random_u(prep, seed), strict=True)
     ]
-    model = Model(fields=fields, prior=0.05)
+    return Model(fields=fields, prior=0.05)
+
+
+def train(prep: Prepared, levels: np.ndarray, seed: int = 360) -> Model:
+    """u from random pairs, then m, u and the prior by EM over the candidates' levels."""
+    model = initial_model(prep, seed)
     if len(levels):
         expectation_maximisation(model, levels)
     return model
@@ -113,8 +118,16 @@ def random_u(prep: Prepared, seed: int) -> list[np.ndarray]:
     return result
 
 
-def expectation_maximisation(model: Model, levels: np.ndarray) -> None:
-    """Fit m, u and the prior to the candidate pairs' levels in place."""
+def expectation_maximisation(
+    model: Model,
+    levels: np.ndarray,
+    learn_u: bool = True,
+    fixed: frozenset[int] = frozenset(),
+    blocked: frozenset[int] = frozenset(),
+) -> None:
+    """Fit the prior, m (and u unless `learn_u` is False) to pairs' levels in place. The m of
+    the fields in `fixed` is left alone; the fields in `blocked` (those the pairs were blocked
+    on, so they always agree) say nothing about which pairs match and are left out."""
     patterns, counts = _patterns(levels)
     counts = counts.astype(float)
     total = counts.sum()
@@ -123,13 +136,15 @@ def expectation_maximisation(model: Model, levels: np.ndarray) -> None:
     m_prior = [np.asarray(field.m) * SMOOTHING for field in model.fields]
     u_prior = [np.asarray(field.u) * SMOOTHING for field in model.fields]
     for iteration in range(1, EM_ITERATIONS + 1):
-        weight = _match_weight(model, patterns)
+        weight = _match_weight(model, patterns, blocked)
         previous = model.prior
         model.prior = float(np.clip((counts * weight).sum() / total, FLOOR, 1 - FLOOR))
         for index, field in enumerate(model.fields):
             column = patterns[:, index]
-            field.m = _level_shares(column, counts * weight, m_prior[index])
-            field.u = _level_shares(column, counts * (1 - weight), u_prior[index])
+            if index not in fixed:
+                field.m = _level_shares(column, counts * weight, m_prior[index])
+            if learn_u:
+                field.u = _level_shares(column, counts * (1 - weight), u_prior[index])
         model.iterations = iteration
         if abs(model.prior - previous) < EM_TOLERANCE:
             break
@@ -154,10 +169,14 @@ def probability(bits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp2(-np.clip(bits, -60, 60)))
 
 
-def _match_weight(model: Model, patterns: np.ndarray) -> np.ndarray:
+def _match_weight(
+    model: Model, patterns: np.ndarray, blocked: frozenset[int] = frozenset()
+) -> np.ndarray:
     log_m = np.full(len(patterns), np.log(model.prior))
     log_u = np.full(len(patterns), np.log(1 - model.prior))
     for index, field in enumerate(model.fields):
+        if index in blocked:
+            continue
         column = patterns[:, index]
         present = column > 0
         log_m[present] += np.log(np.clip(np.asarray(field.m), FLOOR, 1))[column[present]]
