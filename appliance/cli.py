@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ EPILOG = """examples:
   c360 trial --limit 5000 --data-dir /tmp/c360
   c360 up --data-dir /srv/c360        run the appliance on the embedded engines
   c360 migrate --down 0 --yes         roll the schema back (drops every table)
+  c360 identity train                 train the probabilistic matcher on the profiles
+  c360 identity dedupe --apply        merge duplicate profiles found by score
 """
 
 
@@ -119,6 +123,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     migrate_cmd.set_defaults(func=_migrate)
 
+    identity = commands.add_parser(
+        "identity", help="train the probabilistic matcher, or deduplicate all profiles"
+    )
+    identity.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    identity.add_argument("action", choices=("train", "dedupe"))
+    identity.add_argument(
+        "--apply", action="store_true", help="dedupe: merge and queue what it finds"
+    )
+    identity.set_defaults(func=_identity)
+
     show = commands.add_parser("settings", help="print the settings in force (secrets masked)")
     show.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     show.set_defaults(func=_show_settings)
@@ -183,7 +197,6 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg
 
     from c360 import migrate
-    from c360.appliance.engines import EmbeddedPostgres
 
     if args.down is not None:
         versions = [m.version for m in migrate.available()]
@@ -194,33 +207,54 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
             )
         if not args.yes:
             raise UsageError(_roll_back_warning(args.down))
-    engine = lock = None
-    dsn = settings.postgres_dsn
-    if not dsn:  # the embedded engine: not while a running c360 uses the same folder
-        datadir.create(settings.data_dir)
-        lock = datadir.DataDirLock(settings.data_dir)
-        lock.acquire()
-        engine = EmbeddedPostgres(settings.data_dir)
-    try:
-        if engine:
-            engine.start()
-            dsn = engine.dsn
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            changed = (
-                migrate.downgrade(conn, args.down)
-                if args.down is not None
-                else migrate.upgrade(conn)
-            )
-        print(
-            f"migrations {'rolled back' if args.down is not None else 'applied'}: "
-            f"{changed or 'none'}"
+    with _database(settings) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        changed = (
+            migrate.downgrade(conn, args.down) if args.down is not None else migrate.upgrade(conn)
         )
-    finally:
-        if engine:
-            engine.stop()
-        if lock:
-            lock.release()
+    print(
+        f"migrations {'rolled back' if args.down is not None else 'applied'}: {changed or 'none'}"
+    )
     return EXIT_OK
+
+
+def _identity(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
+    from c360 import migrate
+    from c360.stages import f3_match
+
+    with _database(settings) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        migrate.upgrade(conn)
+        try:
+            if args.action == "train":
+                summary = f3_match.train_profiles(conn, settings.default_region)
+            else:
+                summary = f3_match.dedupe_profiles(conn, apply=args.apply)
+        except ValueError as exc:
+            return _fail(str(exc), EXIT_FAILED)
+    print(json.dumps(summary, default=str))
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[str]:
+    """The DSN of the configured PostgreSQL, or of the embedded one started for the command
+    (not while a running c360 holds the same data folder)."""
+    from c360.appliance.engines import EmbeddedPostgres
+
+    if settings.postgres_dsn:
+        yield settings.postgres_dsn
+        return
+    datadir.create(settings.data_dir)
+    lock = datadir.DataDirLock(settings.data_dir)
+    lock.acquire()
+    engine = EmbeddedPostgres(settings.data_dir)
+    try:
+        engine.start()
+        yield engine.dsn
+    finally:
+        engine.stop()
+        lock.release()
 
 
 def _roll_back_warning(target: int) -> str:

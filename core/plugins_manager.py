@@ -24,6 +24,7 @@ BUILTIN_PLUGINS = (
     "c360.plugins.identity_rules",
     "c360.plugins.geo_enricher",
     "c360.plugins.user_agent_enricher",
+    "c360.plugins.profile_matching",
 )
 
 

@@ -78,6 +78,7 @@ def match(records: pl.DataFrame, spec: MatchSpec, source: np.ndarray | None = No
         bits[above],
         unique,
         spec.max_cluster,
+        source,
     )
     clusters = _spread(joined, above, len(chance))
     clock.lap("cluster")

@@ -22,6 +22,7 @@ _MIN_RULE_BUDGET = 200_000
 TRANSFORMS = {
     "soundex": jellyfish.soundex,
     "prefix3": lambda value: value[:3],
+    "prefix5": lambda value: value[:5],
     "first_token": lambda value: value.split(" ", 1)[0],
     "sorted_tokens": lambda value: " ".join(sorted(value.split())),
     "year": lambda value: value[:4],

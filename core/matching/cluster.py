@@ -30,11 +30,17 @@ def cluster(
     strength: np.ndarray,
     unique_codes: list[np.ndarray],
     max_cluster: int,
+    sides: np.ndarray | None = None,
 ) -> Clusters:
-    """Join the given pairs strongest first; `unique_codes` are -1 where a row has no value."""
+    """Join the given pairs strongest first; `unique_codes` are -1 where a row has no value.
+    With `sides` (linking two sources each free of duplicates), a cluster holds at most one
+    record of each side: a record links to its best match on the other side only."""
     parent = np.arange(n_rows)
     size = np.ones(n_rows, dtype=np.int64)
     held = [codes.copy() for codes in unique_codes]  # per root: its cluster's value
+    if sides is not None:  # as a unique "identifier": the row's own number on its side
+        for side in np.unique(sides).tolist():
+            held.append(np.where(sides == side, np.arange(n_rows), -1))
     order = np.argsort(-strength, kind="stable")
     merged = np.zeros(len(left), dtype=bool)
     conflicting = np.zeros(len(left), dtype=bool)

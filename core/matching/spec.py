@@ -39,7 +39,8 @@ IDENTIFIER_ROLES = frozenset({"national_id", "email", "phone"})
 _LOCALITY_ROLES = frozenset({"suburb", "city", "postcode", "state"})
 
 #: Blocking keys: (field, transform). Transforms: "" the value, "soundex", "prefix3",
-#: "first_token", "sorted_tokens", "year". A field "a|b" reads fields a and b as one text.
+#: "prefix5", "first_token", "sorted_tokens", "year". A field "a|b" reads fields a and b as
+#: one text.
 KeyPart = tuple[str, str]
 BlockingRule = tuple[KeyPart, ...]
 
@@ -184,6 +185,9 @@ def default_blocking(fields: tuple[Field, ...]) -> tuple[BlockingRule, ...]:
     # broad rules: worth it on small data, skipped by the pair budget when they would pair
     # strangers by the million
     add((given, ""), (surname, ""))
+    add((dob, ""))
+    for name in by_role.get("national_id", []):
+        add((name, "prefix5"))
     add((postcode, ""), (street, ""))
     add((address, ""), (street, ""))
     add((address, "first_token"), (suburb, ""))

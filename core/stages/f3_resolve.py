@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from c360.adapters.bus import UPDATED_PROFILES
+from c360.errors import C360Error
 from c360.events.identifiers import TRUST, UNIQUE_PER_PROFILE
 from c360.identity import IdKey, Resolver
 from c360.profiles import (
@@ -58,15 +59,21 @@ def resolve(runtime: Runtime, payloads: Sequence[bytes]) -> int:
                 raise
             log.info("Identity batch met a concurrent change; retrying (attempt %d).", attempt)
             time.sleep(0.05 * attempt)
+    ids = _batch_profiles(runtime, keys)
+    merged = [*merged, *_match_probabilistically(runtime, ids)]
     runtime.cache.forget([str(profile_id) for profile_id in merged])  # else reads see them stale
-    refresh_profiles(runtime, keys)
+    publish_profiles(runtime, ids)
     return resolved
 
 
 def refresh_profiles(runtime: Runtime, keys: Sequence[tuple[str, str]]) -> None:
     """Write the current documents of the batch's profiles to the cache and publish them."""
+    publish_profiles(runtime, _batch_profiles(runtime, keys))
+
+
+def _batch_profiles(runtime: Runtime, keys: Sequence[tuple[str, str]]) -> list[Any]:
     with runtime.pool.connection() as conn:
-        ids = [
+        return [
             row[0]
             for row in conn.execute(
                 "SELECT DISTINCT profile_id FROM events"
@@ -75,7 +82,19 @@ def refresh_profiles(runtime: Runtime, keys: Sequence[tuple[str, str]]) -> None:
                 _key_columns(keys),
             )
         ]
-    publish_profiles(runtime, ids)
+
+
+def _match_probabilistically(runtime: Runtime, profile_ids: list[Any]) -> list[Any]:
+    """Profiles merged away by the probabilistic matcher (none without a trained model). Its
+    failure costs a merge, never an event: the batch is already resolved and committed."""
+    from c360.stages import f3_match  # it merges through c360.merges, which imports this module
+
+    try:
+        with runtime.pool.connection() as conn:
+            return f3_match.match_profiles(conn, profile_ids).merged_away
+    except (psycopg.Error, C360Error):
+        log.warning("Probabilistic matching of %d profiles failed", len(profile_ids), exc_info=True)
+        return []
 
 
 def publish_profiles(runtime: Runtime, profile_ids: Iterable[Any]) -> list[dict[str, Any]]:

@@ -132,3 +132,19 @@ def test_a_cluster_past_its_limit_is_flagged_not_merged() -> None:
 def test_an_unknown_role_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown field role.*'surnme'.*given_name"):
         spec_for({"a": "surnme"})
+
+
+def test_linking_two_sources_gives_each_record_its_best_match_only() -> None:
+    # rows 0, 1 on side 0; rows 2, 3 on side 1; row 0 looks like both 2 and 3 (2 better)
+    clusters = cluster(
+        4,
+        left=np.array([0, 0, 1]),
+        right=np.array([2, 3, 3]),
+        strength=np.array([20.0, 15.0, 12.0]),
+        unique_codes=[],
+        max_cluster=10,
+        sides=np.array([0, 0, 1, 1]),
+    )
+    labels = clusters.labels
+    assert labels[0] == labels[2] and labels[1] == labels[3] and labels[0] != labels[1]
+    assert clusters.merged.tolist() == [True, False, True]
