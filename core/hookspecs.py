@@ -32,11 +32,9 @@ def c360_event_identifiers(event: Event, settings: Settings) -> list[Identifier]
 
 @hookspec
 def c360_profile_match_fields() -> list[tuple[str, str, list[str]]]:
-    """Return (field, role, trait paths) the probabilistic matcher compares profiles on.
-
-    For example `("first_name", "given_name", ["firstName", "first_name"])`; a path may go
-    into a nested trait, `"address.city"`. Roles are those of `c360.matching.spec.ROLE_KIND`.
-    """
+    """Return (field, role, trait paths) the probabilistic matcher compares profiles on."""
+    # e.g. ("first_name", "given_name", ["firstName", "first_name"]); a path may go into a
+    # nested trait, "address.city"; roles are those of c360.matching.spec.ROLE_KIND
 
 
 @hookspec
