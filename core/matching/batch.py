@@ -15,7 +15,7 @@ import time
 import numpy as np
 import polars as pl
 
-from c360.matching.blocking import Candidates, candidate_pairs
+from c360.matching.blocking import Candidates, candidate_pairs, rule_name
 from c360.matching.cluster import Clusters, cluster
 from c360.matching.model import Model, match_bits, probability, tf_bits
 from c360.matching.pairs import compare_pairs
@@ -36,6 +36,15 @@ class MatchResult:
     model: Model
     clusters: Clusters
     seconds: dict[str, float]
+
+    @property
+    def effective_spec(self) -> MatchSpec:
+        """The spec without the blocking rules this data showed unselective: the one to store
+        with the model, so the incremental matcher never reads blocks the batch skipped."""
+        spec = self.prepared.spec
+        skipped = set(self.candidates.skipped_rules)
+        kept = tuple(rule for rule in spec.blocking if rule_name(rule) not in skipped)
+        return dataclasses.replace(spec, blocking=kept)
 
     @property
     def matches(self) -> np.ndarray:

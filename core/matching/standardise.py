@@ -9,10 +9,12 @@ the batch and incremental paths can never disagree.
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 import polars as pl
 
-from c360.matching.fold import fold_expr
+from c360.matching.fold import fold, fold_expr
 from c360.matching.spec import Field, MatchSpec
 
 #: Street words written both ways in address data; folded to the short form.
@@ -41,6 +43,12 @@ _STREET_WORDS = {
 }
 
 
+#: Patterns shared by the vectorised and the one-record paths (Rust and Python regex alike).
+_EXTENSION = re.compile(r"(?i)\s*(ext|x)\.?\s*\d+\s*$")
+_ISO_DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
+_DAY_FIRST_DATE = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})")
+
+
 def standardise(records: pl.DataFrame, spec: MatchSpec) -> pl.DataFrame:
     """One standardised column per field (same names), in the records' row order."""
     country = str(phonenumbers.country_code_for_region(spec.region.upper()) or "")
@@ -50,12 +58,55 @@ def standardise(records: pl.DataFrame, spec: MatchSpec) -> pl.DataFrame:
 
 
 def standardise_one(record: dict[str, object], spec: MatchSpec) -> dict[str, str | None]:
-    """One record standardised exactly as `standardise` would."""
-    frame = pl.DataFrame(
-        {field.name: [_text(record.get(field.name))] for field in spec.fields},
-        schema={field.name: pl.String for field in spec.fields},
-    )
-    return standardise(frame, spec).row(0, named=True)
+    """One record standardised as `standardise` would (the same rules in plain Python: a polars
+    frame of one row costs milliseconds, and this runs for every record F3 matches)."""
+    country = str(phonenumbers.country_code_for_region(spec.region.upper()) or "")
+    return {
+        field.name: _standard_one(_text(record.get(field.name)), field, country)
+        for field in spec.fields
+    }
+
+
+def _standard_one(value: str | None, field: Field, country: str) -> str | None:
+    if value is None:
+        return None
+    role = field.role
+    if role == "email":
+        text = value.strip().lower()
+        return text if "@" in text else None
+    if role == "phone":
+        return _phone_one(value, country)
+    if role == "date_of_birth":
+        return _date_one(value)
+    folded = fold(value)
+    if folded is None:
+        return None
+    if role in ("postcode", "national_id", "street_number"):
+        return folded.replace(" ", "") or None
+    if role in ("address", "text"):
+        return " ".join(_STREET_WORDS.get(word, word) for word in folded.split(" "))
+    return folded
+
+
+def _phone_one(value: str, country: str) -> str | None:
+    number = _EXTENSION.sub("", value)
+    digits = re.sub(r"[^0-9]", "", number)
+    digits = digits[2:] if digits.startswith("00") else digits
+    if country and digits.startswith(country) and len(digits) >= len(country) + 9:
+        digits = digits[len(country) :]
+    digits = digits.lstrip("0")
+    return digits if len(digits) >= 6 else None
+
+
+def _date_one(value: str) -> str | None:
+    text = value.strip()
+    if found := _ISO_DATE.match(text):
+        year, month, day = found.groups()
+        return year + month.zfill(2) + day.zfill(2)
+    if found := _DAY_FIRST_DATE.match(text):
+        day, month, year = found.groups()
+        return year + month.zfill(2) + day.zfill(2)
+    return re.sub(r"[^0-9]", "", text) or None
 
 
 def _standard(column: pl.Expr, field: Field, country: str) -> pl.Expr:
@@ -76,7 +127,7 @@ def _standard(column: pl.Expr, field: Field, country: str) -> pl.Expr:
 
 
 def _phone(column: pl.Expr, country: str) -> pl.Expr:
-    number = column.cast(pl.String).str.replace(r"(?i)\s*(ext|x)\.?\s*\d+\s*$", "")
+    number = column.cast(pl.String).str.replace(_EXTENSION.pattern, "")
     digits = number.str.replace_all(r"[^0-9]", "").str.replace(r"^00", "")
     if country:
         digits = (
@@ -93,8 +144,8 @@ def _phone(column: pl.Expr, country: str) -> pl.Expr:
 def _date(column: pl.Expr) -> pl.Expr:
     """`YYYYMMDD` from `YYYYMMDD`, `YYYY-MM-DD` or day-first `DD/MM/YYYY`; else its digits."""
     text = column.cast(pl.String).str.strip_chars()
-    iso = text.str.extract_groups(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
-    day_first = text.str.extract_groups(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})")
+    iso = text.str.extract_groups(_ISO_DATE.pattern)
+    day_first = text.str.extract_groups(_DAY_FIRST_DATE.pattern)
     return _blank_to_null(
         pl.when(iso.struct.field("1").is_not_null())
         .then(

@@ -152,7 +152,7 @@ def train_profiles(conn: psycopg.Connection, default_region: str) -> dict[str, A
             f"({records.height}); load profiles first"
         )
     result = match(records.drop("record_id"), spec)
-    save_model(conn, PROFILE_MODEL, spec, result.model)
+    save_model(conn, PROFILE_MODEL, result.effective_spec, result.model)
     return {
         "records": records.height,
         "candidate_pairs": len(result.candidates.left),

@@ -148,3 +148,63 @@ def test_linking_two_sources_gives_each_record_its_best_match_only() -> None:
     labels = clusters.labels
     assert labels[0] == labels[2] and labels[1] == labels[3] and labels[0] != labels[1]
     assert clusters.merged.tolist() == [True, False, True]
+
+
+def test_one_record_is_standardised_as_the_whole_table_is() -> None:
+    # the one-record path (plain Python, for F3) and the table path (polars) must agree on
+    # every value, or a profile would match differently in batch and as it arrives
+    tricky = [
+        None,
+        "",
+        "  ",
+        "Nguyễn Thị Hương",
+        "Đặng",
+        "O'Brien-Smith",
+        "12 North Main Street.",
+        "+61 412 345 678",
+        "0412-345-678",
+        "(02) 9876 5432 ext 12",
+        "310/246-1501 x 7",
+        "0061412345678",
+        "12",
+        "1956-11-12",
+        "12/11/1956",
+        "1956.1.2",
+        "19561112",
+        "n/a",
+        " Bob@Example.COM ",
+        "no-at-sign",
+        "Straße 5",
+        "PO Box 12",
+        "2 000",
+        "ß",
+        "ǅemal",
+        "Boulevard",
+        "lane",
+        "ａｂｃ",
+        "x\u0301y",
+    ]
+    roles = {
+        "g": "given_name",
+        "f": "full_name",
+        "d": "date_of_birth",
+        "e": "email",
+        "p": "phone",
+        "n": "street_number",
+        "a": "address",
+        "s": "suburb",
+        "c": "city",
+        "z": "postcode",
+        "st": "state",
+        "i": "national_id",
+        "t": "text",
+        "k": "category",
+    }
+    for region in ("AU", "US", "VN"):
+        spec = spec_for(roles, region=region)
+        frame = pl.DataFrame(
+            {name: tricky for name in roles}, schema=dict.fromkeys(roles, pl.String)
+        )
+        table = standardise(frame, spec).rows(named=True)
+        for row, value in enumerate(tricky):
+            assert standardise_one(dict.fromkeys(roles, value), spec) == table[row], value
