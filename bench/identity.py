@@ -195,7 +195,15 @@ def _quiet_stdout() -> None:
 
 
 def _peak_mb() -> float:
-    # ru_maxrss is in KiB on Linux: the most this process has held at once.
+    """The most memory this process has held at once, in MB. VmHWM, not ru_maxrss: Linux
+    carries ru_maxrss over from the parent through fork and exec, so a spawned child would
+    start at the harness's own peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
