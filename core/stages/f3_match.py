@@ -102,7 +102,10 @@ def _match_one(
             break
         evidence = candidate.evidence(PROFILE_MODEL)
         evidence["source_records"] = [str(candidate.record_id), str(profile_id)]
-        if candidate.probability < spec.merge_threshold:
+        oversized = _cluster_size(conn, [candidate.record_id, profile_id]) > spec.max_cluster
+        if oversized:  # a chain of near matches must not snowball into one giant profile
+            evidence["review_reason"] = f"the merged profile would hold over {spec.max_cluster}"
+        if candidate.probability < spec.merge_threshold or oversized:
             outcome.reviews += (
                 merges.enqueue_review(
                     conn, candidate.record_id, profile_id, candidate.probability, evidence
@@ -124,6 +127,18 @@ def _match_one(
         remove_records(conn, spec, [profile_id])
         outcome.merged_away.append(profile_id)
         return  # merged: its record is gone from the index
+
+
+def _cluster_size(conn: psycopg.Connection, profile_ids: list[uuid.UUID]) -> int:
+    """Profiles (live and merged away) in the clusters of these profiles, together."""
+    row = conn.execute(
+        "WITH roots AS (SELECT DISTINCT coalesce(merged_into, profile_id) AS root FROM profiles"
+        " WHERE profile_id = ANY(%s))"
+        " SELECT count(*) FROM profiles p JOIN roots ON p.profile_id = roots.root"
+        " OR p.merged_into = roots.root",
+        (profile_ids,),
+    ).fetchone()
+    return int(row[0])
 
 
 def _match_records(

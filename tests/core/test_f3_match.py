@@ -4,6 +4,7 @@ identifier joins them; the trained model does, and never joins two different peo
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ from psycopg.rows import dict_row
 
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
+from c360.matching.incremental import load_model, save_model
 from c360.stages import f2_persist, f3_match, f3_resolve
 
 GIVEN = ["Liam", "Olivia", "Noah", "Emma", "Minh", "Lan", "Jack", "Mia", "Hùng", "Ava", "Duc"]
@@ -161,3 +163,23 @@ def test_different_user_ids_are_never_merged_whatever_the_score(runtime) -> None
     assert profile_of(runtime, "u1") != profile_of(runtime, "u2")
     live = {row["profile_id"] for row in live_profiles(runtime)}
     assert profile_of(runtime, "u2") in live
+
+
+def test_a_merge_past_the_cluster_limit_is_queued_for_review(runtime) -> None:
+    _load_crm(runtime)
+    with runtime.pool.connection() as conn:
+        f3_match.train_profiles(conn, "AU")
+        spec, model = load_model(conn, f3_match.PROFILE_MODEL)
+        save_model(conn, f3_match.PROFILE_MODEL, dataclasses.replace(spec, max_cluster=1), model)
+    rng = random.Random(9)
+    people = [_person(number, rng) for number in range(600)]
+    run(runtime, identify("late", anon="web-late", **_copy(people[301], 301)))
+    assert profile_of(runtime, "late") != profile_of(runtime, "a301")
+    assert rows(runtime, "SELECT * FROM merges") == []
+    (review,) = rows(runtime, "SELECT profile_a, profile_b, status, evidence FROM match_reviews")
+    assert review["status"] == "pending"
+    assert {review["profile_a"], review["profile_b"]} == {
+        profile_of(runtime, "late"),
+        profile_of(runtime, "a301"),
+    }
+    assert "over 1" in review["evidence"]["review_reason"]
