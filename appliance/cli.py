@@ -223,7 +223,7 @@ def _identity(settings: Settings, args: argparse.Namespace) -> int:
     from c360 import migrate
     from c360.stages import f3_match
 
-    with _database(settings) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+    with _database(settings, share=True) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
         migrate.upgrade(conn)
         try:
             if args.action == "train":
@@ -237,9 +237,9 @@ def _identity(settings: Settings, args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _database(settings: Settings) -> Iterator[str]:
-    """The DSN of the configured PostgreSQL, or of the embedded one started for the command
-    (not while a running c360 holds the same data folder)."""
+def _database(settings: Settings, share: bool = False) -> Iterator[str]:
+    """The DSN of the configured PostgreSQL, or of the embedded one started for the command.
+    With `share`, the embedded server of a c360 already running on the folder is used."""
     from c360.appliance.engines import EmbeddedPostgres
 
     if settings.postgres_dsn:
@@ -247,8 +247,14 @@ def _database(settings: Settings) -> Iterator[str]:
         return
     datadir.create(settings.data_dir)
     lock = datadir.DataDirLock(settings.data_dir)
-    lock.acquire()
     engine = EmbeddedPostgres(settings.data_dir)
+    try:
+        lock.acquire()
+    except datadir.InUse:
+        if share and engine.attach():  # a running appliance: work on its database
+            yield engine.dsn
+            return
+        raise
     try:
         engine.start()
         yield engine.dsn

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import psycopg
 
 from c360.appliance import datadir
 from c360.errors import EngineError
@@ -137,6 +138,16 @@ class EmbeddedPostgres:
         """Connection string for the running server."""
         password = self.password_file.read_text().strip()
         return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/postgres"
+
+    def attach(self) -> bool:
+        """Use the server another c360 process runs on this folder (its port and password are
+        on file); False when there is none answering."""
+        try:
+            self.port = int(self.port_file.read_text().strip())
+            psycopg.connect(self.dsn, connect_timeout=3).close()
+        except (OSError, ValueError, psycopg.Error):
+            return False
+        return True
 
     def start(self, timeout: float = 60.0) -> None:
         """Initialise the folder on first use, then start the server and wait until it answers."""
