@@ -13,6 +13,7 @@ levels of each comparison kind, best first below exact:
 - code (postcode): one edit
 - place, address: Jaro-Winkler >= 0.88 (place); >= 0.92, >= 0.80 (address)
 - category: token-set ratio >= 0.8
+- numeric: within 1% of the larger value, within 10% (a value that is not a number disagrees)
 - exact: nothing between agreement and disagreement
 
 Similarities are computed once per distinct pair of values, by rapidfuzz on all cores.
@@ -32,6 +33,15 @@ _JW = JaroWinkler.normalized_similarity
 _EDITS = OSA.distance
 
 
+def _relative_difference(a: str, b: str, **_kwargs: object) -> float:
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return float("inf")
+    scale = max(abs(x), abs(y))
+    return abs(x - y) / scale if scale else 0.0
+
+
 def _token_set(a: str, b: str, **kwargs: object) -> float:
     return fuzz.token_set_ratio(a, b, **kwargs) / 100.0
 
@@ -48,6 +58,7 @@ KIND_LEVELS: dict[str, tuple[Scorer, ...]] = {
     "place": ((_JW, 0.88, True),),
     "address": ((_JW, 0.92, True), (_JW, 0.80, True)),
     "category": ((_token_set, 0.8, True),),
+    "numeric": ((_relative_difference, 0.01, False), (_relative_difference, 0.1, False)),
     "exact": (),
 }
 

@@ -26,6 +26,7 @@ ROLE_KIND = {
     "national_id": "id",
     "text": "address",
     "category": "category",
+    "number": "numeric",
 }
 
 #: Roles whose exact agreement is worth more for a rare value than a common one.

@@ -1,10 +1,11 @@
 """Standardising raw field values by role, vectorised over a polars frame.
 
-Every field is folded (`fold`) and then shaped by its role: phone numbers to their national
-significant digits (the E.164 number without its country code, so `+61 412 345 678` and
-`0412 345 678` agree), dates to `YYYYMMDD`, street words to their usual abbreviations, postcodes
-and ids without spaces. One record is standardised by the same code on a one-row frame, so
-the batch and incremental paths can never disagree.
+Every field is folded (`fold`) and then shaped by its role: phone numbers to E.164 (`+`,
+country code, national number: `+61 412 345 678`, `0412 345 678` and `0061412345678` all become
+`+61412345678`; a number written without a country code takes the region's, and its trunk
+prefix 0 is dropped), dates to `YYYYMMDD`, street words to their usual abbreviations, postcodes
+and ids without spaces. `standardise_one` applies the same rules to one record in plain Python
+(a test holds the two paths to the same answers), so batch and incremental matching agree.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ _STREET_WORDS = {
 }
 
 
+#: National numbers are at least this long (shorter: an extension, a typo, a placeholder) ...
+_MIN_DIGITS = 6
+#: ... and a number written with its country code but no "+" has at least this many more.
+_NATIONAL_DIGITS = 9
+
 #: Patterns shared by the vectorised and the one-record paths (Rust and Python regex alike).
+_NOT_NUMBER = re.compile(r"[^0-9.\-]")
 _EXTENSION = re.compile(r"(?i)\s*(ext|x)\.?\s*\d+\s*$")
 _ISO_DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
 _DAY_FIRST_DATE = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})")
@@ -51,23 +58,23 @@ _DAY_FIRST_DATE = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})")
 
 def standardise(records: pl.DataFrame, spec: MatchSpec) -> pl.DataFrame:
     """One standardised column per field (same names), in the records' row order."""
-    country = str(phonenumbers.country_code_for_region(spec.region.upper()) or "")
+    dialing = _dialing(spec.region)
     return records.select(
-        [_standard(pl.col(field.name), field, country).alias(field.name) for field in spec.fields]
+        [_standard(pl.col(field.name), field, dialing).alias(field.name) for field in spec.fields]
     )
 
 
 def standardise_one(record: dict[str, object], spec: MatchSpec) -> dict[str, str | None]:
     """One record standardised as `standardise` would (the same rules in plain Python: a polars
     frame of one row costs milliseconds, and this runs for every record F3 matches)."""
-    country = str(phonenumbers.country_code_for_region(spec.region.upper()) or "")
+    dialing = _dialing(spec.region)
     return {
-        field.name: _standard_one(_text(record.get(field.name)), field, country)
+        field.name: _standard_one(_text(record.get(field.name)), field, dialing)
         for field in spec.fields
     }
 
 
-def _standard_one(value: str | None, field: Field, country: str) -> str | None:
+def _standard_one(value: str | None, field: Field, dialing: tuple[str, str]) -> str | None:
     if value is None:
         return None
     role = field.role
@@ -75,9 +82,11 @@ def _standard_one(value: str | None, field: Field, country: str) -> str | None:
         text = value.strip().lower()
         return text if "@" in text else None
     if role == "phone":
-        return _phone_one(value, country)
+        return _phone_one(value, *dialing)
     if role == "date_of_birth":
         return _date_one(value)
+    if role == "number":
+        return _NOT_NUMBER.sub("", value) or None
     folded = fold(value)
     if folded is None:
         return None
@@ -88,14 +97,35 @@ def _standard_one(value: str | None, field: Field, country: str) -> str | None:
     return folded
 
 
-def _phone_one(value: str, country: str) -> str | None:
-    number = _EXTENSION.sub("", value)
+def _dialing(region: str) -> tuple[str, str]:
+    """The region's country code and the prefix its callers dial before another country's
+    (`00` in most places, `0011` in Australia, `011` in North America)."""
+    region = region.upper()
+    country = str(phonenumbers.country_code_for_region(region) or "")
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    exit_code = "00"
+    if metadata is not None:
+        preferred = metadata.preferred_international_prefix or metadata.international_prefix
+        if preferred and preferred.isdigit():
+            exit_code = preferred
+    return country, exit_code
+
+
+def _phone_one(value: str, country: str, exit_code: str) -> str | None:
+    number = _EXTENSION.sub("", value).strip()
     digits = re.sub(r"[^0-9]", "", number)
-    digits = digits[2:] if digits.startswith("00") else digits
-    if country and digits.startswith(country) and len(digits) >= len(country) + 9:
-        digits = digits[len(country) :]
-    digits = digits.lstrip("0")
-    return digits if len(digits) >= 6 else None
+    international = number.startswith("+") or digits.startswith((exit_code, "00"))
+    if digits.startswith(exit_code):
+        digits = digits[len(exit_code) :]
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    written_with_code = (
+        digits.startswith(country) and len(digits) >= len(country) + _NATIONAL_DIGITS
+    )
+    national = digits.lstrip("0")
+    if len(national) < _MIN_DIGITS:
+        return None
+    return "+" + digits if international or written_with_code else "+" + country + national
 
 
 def _date_one(value: str) -> str | None:
@@ -109,15 +139,17 @@ def _date_one(value: str) -> str | None:
     return re.sub(r"[^0-9]", "", text) or None
 
 
-def _standard(column: pl.Expr, field: Field, country: str) -> pl.Expr:
+def _standard(column: pl.Expr, field: Field, dialing: tuple[str, str]) -> pl.Expr:
     role = field.role
     if role == "email":
         text = column.cast(pl.String).str.strip_chars().str.to_lowercase()
         return pl.when(text.str.contains("@")).then(text).otherwise(None)
     if role == "phone":
-        return _phone(column, country)
+        return _phone(column, *dialing)
     if role == "date_of_birth":
         return _date(column)
+    if role == "number":
+        return _blank_to_null(column.cast(pl.String).str.replace_all(_NOT_NUMBER.pattern, ""))
     folded = fold_expr(column)
     if role in ("postcode", "national_id", "street_number"):
         return _blank_to_null(folded.str.replace_all(" ", "", literal=True))
@@ -126,19 +158,31 @@ def _standard(column: pl.Expr, field: Field, country: str) -> pl.Expr:
     return folded
 
 
-def _phone(column: pl.Expr, country: str) -> pl.Expr:
-    number = column.cast(pl.String).str.replace(_EXTENSION.pattern, "")
-    digits = number.str.replace_all(r"[^0-9]", "").str.replace(r"^00", "")
-    if country:
-        digits = (
-            pl.when(
-                digits.str.starts_with(country) & (digits.str.len_chars() >= 10 + len(country) - 1)
-            )
-            .then(digits.str.slice(len(country)))
-            .otherwise(digits)
-        )
-    digits = digits.str.replace(r"^0+", "")
-    return pl.when(digits.str.len_chars() >= 6).then(digits).otherwise(None)
+def _phone(column: pl.Expr, country: str, exit_code: str) -> pl.Expr:
+    number = column.cast(pl.String).str.replace(_EXTENSION.pattern, "").str.strip_chars()
+    digits = number.str.replace_all(r"[^0-9]", "")
+    international = (
+        number.str.starts_with("+")
+        | digits.str.starts_with(exit_code)
+        | digits.str.starts_with("00")
+    )
+    digits = (
+        pl.when(digits.str.starts_with(exit_code))
+        .then(digits.str.slice(len(exit_code)))
+        .when(digits.str.starts_with("00"))
+        .then(digits.str.slice(2))
+        .otherwise(digits)
+    )
+    written_with_code = digits.str.starts_with(country) & (
+        digits.str.len_chars() >= len(country) + _NATIONAL_DIGITS
+    )
+    national = digits.str.replace(r"^0+", "")
+    e164 = (
+        pl.when(international | written_with_code)
+        .then(pl.lit("+") + digits)
+        .otherwise(pl.lit("+" + country) + national)
+    )
+    return pl.when(national.str.len_chars() >= _MIN_DIGITS).then(e164).otherwise(None)
 
 
 def _date(column: pl.Expr) -> pl.Expr:

@@ -46,12 +46,36 @@ def test_standardise_phone_date_address_email() -> None:
         }
     )
     rows = standardise(frame, spec).rows()
-    assert [row[0] for row in rows] == ["412345678", "412345678", "298765432", None]
+    assert [row[0] for row in rows] == ["+61412345678", "+61412345678", "+61298765432", None]
     assert [row[1] for row in rows] == ["19561112", "19561112", "19561112", None]
     assert [row[2] for row in rows] == ["12 n main st", "12 n main st", None, "blvd"]
     assert [row[3] for row in rows] == ["bob@example.com", "bob@example.com", None, None]
     one = standardise_one({"phone": "+61412345678", "dob": "1956-11-12"}, spec)
-    assert one == {"phone": "412345678", "dob": "19561112", "street": None, "mail": None}
+    assert one == {"phone": "+61412345678", "dob": "19561112", "street": None, "mail": None}
+
+
+def test_phones_become_e164_with_the_regions_code_when_written_without_one() -> None:
+    cases = {
+        ("AU", "+1 310 246 1501"): "+13102461501",
+        ("US", "310/246-1501"): "+13102461501",
+        ("US", "1-310-246-1501"): "+13102461501",
+        ("VN", "0912 345 678"): "+84912345678",
+        ("VN", "+84 912 345 678"): "+84912345678",
+        ("AU", "0011 44 20 7946 0958"): "+442079460958",  # Australia dials 0011 abroad
+        ("US", "011 84 912 345 678"): "+84912345678",  # North America dials 011
+        ("GB", "00 33 1 23 45 67 89"): "+33123456789",
+    }
+    for (region, raw), expected in cases.items():
+        spec = spec_for({"p": "phone"}, region=region)
+        assert standardise_one({"p": raw}, spec)["p"] == expected, (region, raw)
+
+
+def test_numeric_levels_follow_relative_difference() -> None:
+    top = level_count("numeric") - 1
+    levels = similarity_levels(
+        "numeric", ["100", "100", "100", "12a"], ["100.5", "109", "150", "12"]
+    ).tolist()
+    assert levels == [top - 1, top - 2, 1, 1]
 
 
 def test_name_levels_follow_jaro_winkler_thresholds() -> None:
