@@ -166,6 +166,7 @@ def unmerge(
             raise IdentityError(f"merge {merge_id} is not part of its survivor's cluster")
         split = _component(cur, merged, members)
         _detach(cur, merged, split)
+        _follow_identifiers(cur, root, merged)
         _recompute(cur, root)
         _recompute(cur, merged)
         _separate(
@@ -435,6 +436,20 @@ def _detach(cur: psycopg.Cursor, merged: uuid.UUID, split: list[uuid.UUID]) -> N
         "UPDATE identifiers SET profile_id = %s WHERE origin_profile = ANY(%s)", (merged, split)
     )
     cur.execute("UPDATE events SET profile_id = %s WHERE origin_profile = ANY(%s)", (merged, split))
+
+
+def _follow_identifiers(cur: psycopg.Cursor, root: uuid.UUID, merged: uuid.UUID) -> None:
+    """Events that arrived while the two were one profile go where their identifiers now are:
+    an event carrying only the restored side's identifiers (its anonymousId, its email) moves
+    to it; one carrying identifiers of both sides stays with the survivor."""
+    cur.execute(
+        "UPDATE events e SET profile_id = %(m)s WHERE e.profile_id = %(r)s"
+        " AND EXISTS (SELECT 1 FROM jsonb_array_elements(e.identifiers) x JOIN identifiers i"
+        "   ON i.id_type = x->>0 AND i.id_value = x->>1 WHERE i.profile_id = %(m)s)"
+        " AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(e.identifiers) x JOIN identifiers i"
+        "   ON i.id_type = x->>0 AND i.id_value = x->>1 WHERE i.profile_id = %(r)s)",
+        {"m": merged, "r": root},
+    )
 
 
 def _recompute(cur: psycopg.Cursor, profile_id: uuid.UUID) -> None:

@@ -17,6 +17,7 @@ import polars as pl
 
 from c360.matching.blocking import Candidates, candidate_pairs, rule_name
 from c360.matching.cluster import Clusters, cluster
+from c360.matching.compare import level_count
 from c360.matching.model import Model, match_bits, probability, tf_bits
 from c360.matching.pairs import compare_pairs
 from c360.matching.prepare import Prepared, prepare
@@ -57,11 +58,18 @@ class MatchResult:
         return self.probability >= self.prepared.spec.merge_threshold
 
     @property
+    def held(self) -> np.ndarray:
+        """True per pair that disagrees outright on a `review_on_disagreement` field."""
+        return held_for_review(self.prepared.spec, self.levels)
+
+    @property
     def reviews(self) -> np.ndarray:
-        """Indices of pairs for a human: between the thresholds, or refused for size."""
+        """Indices of pairs for a human: between the thresholds, held by a field that
+        disagrees, or refused for size."""
         spec = self.prepared.spec
         between = (self.probability >= spec.review_threshold) & ~self.above_threshold
-        return np.flatnonzero(between | self.clusters.oversized)
+        held = self.above_threshold & self.held
+        return np.flatnonzero(between | held | self.clusters.oversized)
 
 
 def match(records: pl.DataFrame, spec: MatchSpec, source: np.ndarray | None = None) -> MatchResult:
@@ -78,7 +86,7 @@ def match(records: pl.DataFrame, spec: MatchSpec, source: np.ndarray | None = No
     bits = score_pairs(prep, model, levels, candidates.left, candidates.right)
     chance = probability(bits)
     clock.lap("score")
-    above = np.flatnonzero(chance >= spec.merge_threshold)
+    above = np.flatnonzero((chance >= spec.merge_threshold) & ~held_for_review(spec, levels))
     unique = [prep.codes[name] for name in spec.unique]
     joined = cluster(
         len(prep),
@@ -92,6 +100,19 @@ def match(records: pl.DataFrame, spec: MatchSpec, source: np.ndarray | None = No
     clusters = _spread(joined, above, len(chance))
     clock.lap("cluster")
     return MatchResult(prep, candidates, levels, bits, chance, model, clusters, clock.laps)
+
+
+def held_for_review(spec: MatchSpec, levels: np.ndarray) -> np.ndarray:
+    """True per pair whose level on a `review_on_disagreement` field is plain disagreement,
+    unless a `vouched_by` field agrees exactly."""
+    held = np.zeros(len(levels), dtype=bool)
+    names = [field.name for field in spec.fields]
+    for name in spec.review_on_disagreement:
+        held |= levels[:, names.index(name)] == 1
+    for name in spec.vouched_by:
+        field = spec.fields[names.index(name)]
+        held &= levels[:, names.index(name)] != level_count(field.kind) - 1
+    return held
 
 
 def score_pairs(

@@ -51,6 +51,17 @@ class Candidate:
     bits: float
     fields: dict[str, dict[str, Any]]  # field -> level, bits, both values: the evidence
 
+    def held(self, spec: MatchSpec) -> bool:
+        """True when a `review_on_disagreement` field disagrees outright and no `vouched_by`
+        field agrees exactly: the batch path's `held_for_review`, for one candidate."""
+
+        def level(name: str) -> int:
+            return int(self.fields.get(name, {}).get("level", 0))
+
+        kinds = {field.name: field.kind for field in spec.fields}
+        vouched = any(level(name) == level_count(kinds[name]) - 1 for name in spec.vouched_by)
+        return not vouched and any(level(name) == 1 for name in spec.review_on_disagreement)
+
     def evidence(self, model_name: str) -> dict[str, Any]:
         """What matched, for the merge's evidence."""
         return {

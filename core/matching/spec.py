@@ -73,6 +73,12 @@ class MatchSpec:
     #: fields whose disagreement blocks a merge whatever the score (a user id, a national id
     #: known to be clean)
     unique: tuple[str, ...] = ()
+    #: fields whose outright disagreement (both present, not even nearly alike) sends a pair
+    #: above the merge threshold to review instead: twins share a surname, a birthday and an
+    #: address, and only their given names tell them apart
+    review_on_disagreement: tuple[str, ...] = ()
+    #: ... unless one of these agrees exactly (an email address belongs to one person)
+    vouched_by: tuple[str, ...] = ()
     #: match probability at or above which two records merge
     merge_threshold: float = 0.9
     #: at or above this (and below merge_threshold) the pair is queued for review
@@ -125,6 +131,8 @@ def spec_from_json(data: dict[str, object]) -> MatchSpec:
         tuple((field, transform) for field, transform in rule) for rule in values["blocking"]
     )
     values["unique"] = tuple(values["unique"])
+    values["review_on_disagreement"] = tuple(values.get("review_on_disagreement", ()))
+    values["vouched_by"] = tuple(values.get("vouched_by", ()))
     return MatchSpec(**values)
 
 
@@ -135,6 +143,16 @@ def spec_for(columns: dict[str, str], **options: object) -> MatchSpec:
         raise ValueError(f"unknown field role(s) {unknown}; use one of {sorted(ROLE_KIND)}")
     fields = tuple(Field(name, role) for name, role in columns.items())
     options.setdefault("blocking", default_blocking(fields))
+    # customer data with emails: a given name that disagrees outright holds a merge for review
+    # unless the email agrees (twins); without emails nothing could vouch, so nothing is held
+    has_email = any(field.role == "email" for field in fields)
+    options.setdefault(
+        "review_on_disagreement",
+        tuple(f.name for f in fields if f.role == "given_name" and has_email),
+    )
+    options.setdefault(
+        "vouched_by", tuple(f.name for f in fields if f.role in ("email", "national_id"))
+    )
     return MatchSpec(fields=fields, **options)  # type: ignore[arg-type]
 
 

@@ -105,7 +105,10 @@ def _match_one(
         oversized = _cluster_size(conn, [candidate.record_id, profile_id]) > spec.max_cluster
         if oversized:  # a chain of near matches must not snowball into one giant profile
             evidence["review_reason"] = f"the merged profile would hold over {spec.max_cluster}"
-        if candidate.probability < spec.merge_threshold or oversized:
+        held = candidate.held(spec)
+        if held:  # twins: everything alike but the given name
+            evidence["review_reason"] = "the given names disagree and no email vouches"
+        if candidate.probability < spec.merge_threshold or oversized or held:
             outcome.reviews += (
                 merges.enqueue_review(
                     conn, candidate.record_id, profile_id, candidate.probability, evidence

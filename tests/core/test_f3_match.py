@@ -183,3 +183,25 @@ def test_a_merge_past_the_cluster_limit_is_queued_for_review(runtime) -> None:
         profile_of(runtime, "a301"),
     }
     assert "over 1" in review["evidence"]["review_reason"]
+
+
+def test_twins_are_queued_for_review_not_merged(runtime) -> None:
+    _load_crm(runtime)
+    with runtime.pool.connection() as conn:
+        f3_match.train_profiles(conn, "AU")
+    twin = {
+        "lastName": "Hồ Minh",
+        "birthday": "2001-03-15",
+        "phone": "0299998888",  # the family's landline
+        "address": {"street": "31 Phố Huế", "city": "Hanoi", "postalCode": "2000"},
+    }
+    run(runtime, identify("q", anon="tw-quan", firstName="Quân", email="quan@x.vn", **twin))
+    run(runtime, identify("k", anon="tw-khanh", firstName="Khánh", email="khanh@x.vn", **twin))
+    assert profile_of(runtime, "q") != profile_of(runtime, "k")
+    assert rows(runtime, "SELECT * FROM merges") == []
+    (review,) = rows(runtime, "SELECT profile_a, profile_b, evidence FROM match_reviews")
+    assert {review["profile_a"], review["profile_b"]} == {
+        profile_of(runtime, "q"),
+        profile_of(runtime, "k"),
+    }
+    assert "given names disagree" in review["evidence"]["review_reason"]

@@ -167,6 +167,31 @@ def test_an_f3_merge_undone_gives_each_side_its_events_and_the_merging_event_sta
     assert owner(runtime, "anonymous_id", "laptop-1") == b
 
 
+def test_events_that_arrived_during_a_merge_follow_their_identifiers_when_it_is_undone(
+    runtime, pair
+):
+    a, b, before_a, before_b = pair
+    with runtime.pool.connection() as conn:
+        merge_id = merges.merge_profiles(conn, a, b, "probabilistic", {"score": 0.95})
+    # while merged: B's device orders (B only), A's user orders (A only), one event carries both
+    run(
+        runtime,
+        order("during-b", "440.00", anon="laptop-1", day=20),
+        order("during-a", "10.00", user="u-lan", day=21),
+        identify("during-both", user="u-lan", anon="laptop-1", ts="2026-02-22T00:00:00Z"),
+    )
+    with runtime.pool.connection() as conn:
+        merges.unmerge(conn, merge_id)
+
+    after_a, after_b = snapshot(runtime, a), snapshot(runtime, b)
+    assert after_b["revenue"] == before_b["revenue"] + Decimal("440.00")
+    assert after_b["order_count"] == before_b["order_count"] + 1
+    assert after_a["revenue"] == before_a["revenue"] + Decimal("10.00")
+    assert after_a["event_count"] == before_a["event_count"] + 2  # its order and the bridge
+    total = rows(runtime, "SELECT sum(revenue) AS r FROM events")[0]["r"]
+    assert after_a["revenue"] + after_b["revenue"] == total  # nothing lost, nothing twice
+
+
 def test_an_unmerged_pair_is_not_merged_again_by_an_event_carrying_both_identifiers(runtime, pair):
     a, b, _, before_b = pair
     run(runtime, identify("m-join", user="u-lan", anon="laptop-1"))
