@@ -223,17 +223,51 @@ def _identity(settings: Settings, args: argparse.Namespace) -> int:
     from c360 import migrate
     from c360.stages import f3_match
 
+    if args.apply and args.action != "dedupe":
+        raise UsageError("--apply goes with `c360 identity dedupe` only")
+    if not settings.postgres_dsn and not (settings.data_dir / "postgres").is_dir():
+        raise UsageError(
+            f"no c360 data in {settings.data_dir}: check --data-dir (or C360_DATA_DIR), or run "
+            "`c360 up` there first"
+        )
     with _database(settings, share=True) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
         migrate.upgrade(conn)
         try:
             if args.action == "train":
                 summary = f3_match.train_profiles(conn, settings.default_region)
             else:
-                summary = f3_match.dedupe_profiles(conn, apply=args.apply)
+                summary, changed = f3_match.dedupe_profiles(conn, apply=args.apply)
+                if changed:
+                    summary["cache"] = _refresh_cached_profiles(settings, dsn, changed)
         except ValueError as exc:
             return _fail(str(exc), EXIT_FAILED)
-    print(json.dumps(summary, default=str))
+    print(json.dumps(summary, default=str, ensure_ascii=False))
     return EXIT_OK
+
+
+def _refresh_cached_profiles(settings: Settings, dsn: str, profile_ids: list[Any]) -> str:
+    """Give a running appliance's profile cache the merged profiles' new documents (and drop
+    the merged-away ones), so reads are not stale; a stopped one clears its cache at start."""
+    import dataclasses
+
+    import redis
+
+    from c360.appliance.engines import EmbeddedValkey
+    from c360.runtime import Runtime
+    from c360.stages.f3_resolve import publish_profiles
+
+    url = settings.valkey_url or EmbeddedValkey(settings.data_dir).url
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError):
+        return "no running cache to refresh"
+    runtime = Runtime(dataclasses.replace(settings, postgres_dsn=dsn, valkey_url=url))
+    try:
+        runtime.cache.forget([str(profile_id) for profile_id in profile_ids])
+        publish_profiles(runtime, profile_ids)
+    finally:
+        runtime.close()
+    return f"refreshed {len(set(profile_ids))} profiles"
 
 
 @contextlib.contextmanager

@@ -135,6 +135,12 @@ def merge_profiles(
     return merge_id
 
 
+def refusal(conn: psycopg.Connection, a: uuid.UUID, b: uuid.UUID) -> str | None:
+    """Why `merge_profiles` would refuse to merge these two now, or None (nothing locked)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return _refusal(cur, _root(cur, a), _root(cur, b))
+
+
 def merge_history(conn: psycopg.Connection, profile_id: uuid.UUID) -> list[dict[str, Any]]:
     """Every merge in the profile's cluster, undone ones included, oldest first, with evidence."""
     with conn.cursor(row_factory=dict_row) as cur:

@@ -178,8 +178,15 @@ def train_profiles(conn: psycopg.Connection, default_region: str) -> dict[str, A
     }
 
 
-def dedupe_profiles(conn: psycopg.Connection, apply: bool) -> dict[str, Any]:
-    """Deduplicate the whole index in one batch; with `apply`, merge and queue what it finds."""
+#: Pairs shown in a dedupe summary, strongest first, for a person to check before --apply.
+EXAMPLES = 20
+
+
+def dedupe_profiles(
+    conn: psycopg.Connection, apply: bool
+) -> tuple[dict[str, Any], list[uuid.UUID]]:
+    """Deduplicate the whole index in one batch; with `apply`, merge and queue what it finds.
+    Returns a summary (counts, the strongest pairs as examples) and the profiles changed."""
     stored = load_model(conn, PROFILE_MODEL)
     if stored is None:
         raise ValueError("no trained model: run `c360 identity train` first")
@@ -187,36 +194,67 @@ def dedupe_profiles(conn: psycopg.Connection, apply: bool) -> dict[str, Any]:
     records = _index_all(conn, spec)
     result = match(records.drop("record_id"), spec)
     ids = [uuid.UUID(text) for text in records.get_column("record_id").to_list()]
-    outcome = Outcome()
-    pairs = result.matches
-    if apply:
-        for pair in pairs[np.argsort(-result.bits[pairs])].tolist():
-            left, right = ids[result.candidates.left[pair]], ids[result.candidates.right[pair]]
-            evidence = {
-                "rule": "probabilistic batch",
-                "score": float(result.probability[pair]),
-                "source_records": [str(left), str(right)],
-            }
-            try:
-                merges.merge_profiles(conn, left, right, "probabilistic", evidence)
-                outcome.merged_away.append(right)
-            except merges.MergeRefused:
-                outcome.refused += 1
-        for pair in result.reviews.tolist():
-            left, right = ids[result.candidates.left[pair]], ids[result.candidates.right[pair]]
-            evidence = {"rule": "probabilistic batch", "score": float(result.probability[pair])}
-            outcome.reviews += (
-                merges.enqueue_review(conn, left, right, float(result.probability[pair]), evidence)
-                is not None
-            )
-    return {
+    pairs = result.matches[np.argsort(-result.bits[result.matches])].tolist()
+    changed: list[uuid.UUID] = []
+    refused = 0
+    examples = []
+    for pair in pairs:
+        left, right = ids[result.candidates.left[pair]], ids[result.candidates.right[pair]]
+        evidence = _batch_evidence(result, records, pair)
+        reason = merges.refusal(conn, left, right)
+        if len(examples) < EXAMPLES:
+            examples.append({"profiles": [str(left), str(right)], "refused": reason, **evidence})
+        if reason is not None:
+            refused += reason != "they are already one profile"
+            continue
+        if apply:
+            merges.merge_profiles(conn, left, right, "probabilistic", evidence)
+            changed += [left, right]
+    queued = _queue_reviews(conn, result, ids, records) if apply else 0
+    summary = {
         "records": records.height,
         "pairs_to_merge": len(pairs),
         "pairs_to_review": len(result.reviews),
-        "merged": len(outcome.merged_away),
-        "refused": outcome.refused,
-        "queued": outcome.reviews,
+        "refused": refused,
+        "merged": len(changed) // 2,
+        "new_reviews": queued,
         "applied": apply,
+        "examples": examples,
+    }
+    return summary, changed
+
+
+def _queue_reviews(
+    conn: psycopg.Connection, result: Any, ids: list[uuid.UUID], records: pl.DataFrame
+) -> int:
+    """Queue the result's review pairs; how many were not queued already."""
+    before = conn.execute("SELECT count(*) FROM match_reviews").fetchone()[0]
+    for pair in result.reviews.tolist():
+        left, right = ids[result.candidates.left[pair]], ids[result.candidates.right[pair]]
+        evidence = _batch_evidence(result, records, pair)
+        merges.enqueue_review(conn, left, right, evidence["score"], evidence)
+    return conn.execute("SELECT count(*) FROM match_reviews").fetchone()[0] - before
+
+
+def _batch_evidence(result: Any, records: pl.DataFrame, pair: int) -> dict[str, Any]:
+    """What matched in one pair of a batch: each field's level, weight and both values."""
+    left, right = int(result.candidates.left[pair]), int(result.candidates.right[pair])
+    fields = {}
+    for index, field in enumerate(result.model.fields):
+        level = int(result.levels[pair, index])
+        if level:
+            fields[field.name] = {
+                "level": level,
+                "bits": round(float(field.bits()[level]), 3),
+                "values": [records[left, field.name], records[right, field.name]],
+            }
+    return {
+        "rule": "probabilistic batch",
+        "model": PROFILE_MODEL,
+        "score": round(float(result.probability[pair]), 6),
+        "bits": round(float(result.bits[pair]), 3),
+        "fields": fields,
+        "source_records": [records[left, "record_id"], records[right, "record_id"]],
     }
 
 

@@ -290,6 +290,31 @@ def _write(conn: psycopg.Connection, resolver: Resolver) -> None:
                     for c in resolver.conflicts
                 ],
             )
+    _queue_weak_links(conn, resolver)
+
+
+def _queue_weak_links(conn: psycopg.Connection, resolver: Resolver) -> None:
+    """Two known customers tied only by a device or an anonymousId are kept apart, and the pair
+    goes to the review queue: one person on two logins, or two people on one laptop, is for a
+    person to tell."""
+    from c360 import merges  # merges builds on this module's writers
+
+    for conflict in resolver.conflicts:
+        if "too weak" not in conflict.reason:
+            continue
+        kind, value = conflict.identifier
+        merges.enqueue_review(
+            conn,
+            resolver.current(conflict.profile),
+            resolver.current(conflict.other),
+            None,
+            {
+                "rule": "shared weak identifier",
+                "identifier": {"type": kind, "value": value},
+                "reason": conflict.reason,
+                "source_records": [[conflict.fact.source, conflict.fact.message_id]],
+            },
+        )
 
 
 def _write_merges(cur: psycopg.Cursor, resolver: Resolver) -> None:

@@ -109,9 +109,11 @@ def test_batch_dedupe_merges_every_copy_and_no_strangers(runtime) -> None:
     with runtime.pool.connection() as conn:
         trained = f3_match.train_profiles(conn, "AU")
         assert trained["records"] == sum(len(ids) for ids in messages.values())
-        summary = f3_match.dedupe_profiles(conn, apply=True)
+        summary, changed = f3_match.dedupe_profiles(conn, apply=True)
     copies = sum(1 for ids in messages.values() if len(ids) == 2)
     assert summary["merged"] >= 0.95 * copies
+    assert len(changed) == 2 * summary["merged"]
+    assert summary["examples"] and all(e["fields"] for e in summary["examples"])
     profile_of_person = {}
     for number, ids in messages.items():
         owners = {profile_of(runtime, message_id) for message_id in ids}
@@ -205,3 +207,16 @@ def test_twins_are_queued_for_review_not_merged(runtime) -> None:
         profile_of(runtime, "k"),
     }
     assert "given names disagree" in review["evidence"]["review_reason"]
+
+
+def test_two_known_customers_tied_by_an_anonymous_id_are_queued_for_review(runtime) -> None:
+    run(runtime, identify("1", user="t1-u1", email="u1@x.example"))
+    run(runtime, identify("2", anon="t1-a1", phone="+61 412 345 678"))
+    run(runtime, identify("3", user="t1-u1", anon="t1-a1"))
+    user, anonymous = profile_of(runtime, "1"), profile_of(runtime, "2")
+    assert user != anonymous and len(live_profiles(runtime)) == 2
+    (review,) = rows(runtime, "SELECT profile_a, profile_b, status, evidence FROM match_reviews")
+    assert {review["profile_a"], review["profile_b"]} == {user, anonymous}
+    assert review["status"] == "pending"
+    assert review["evidence"]["identifier"] == {"type": "anonymous_id", "value": "t1-a1"}
+    assert review["evidence"]["source_records"] == [["crm", "3"]]
