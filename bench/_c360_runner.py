@@ -43,8 +43,10 @@ def run(dataset: Dataset) -> Prediction:
         clusters=result.clusters.labels,
         candidates=(ids[left], ids[right]),
         setup=(
-            f"c360.matching: {len(spec.blocking)} blocking rules from column roles, EM over "
-            f"{len(left):,} candidate pairs ({result.model.iterations} iterations), "
+            f"c360.matching: {len(spec.blocking)} blocking rules from column roles "
+            f"({len(result.candidates.skipped_rules)} skipped as unselective), {len(left):,} "
+            f"candidate pairs, u from random pairs, m by EM in sessions "
+            f"({result.model.iterations} iterations), "
             f"merge at p >= {spec.merge_threshold}; steps {result.seconds}"
         ),
     )

@@ -48,6 +48,8 @@ LARGE_DATASETS = frozenset({"synthetic_1m"})
 #: Matcher name -> module in bench/ with `run(dataset: Dataset) -> Prediction`.
 MATCHERS = {"c360": "_c360_runner", "splink": "_splink_runner"}
 INCREMENTAL_MODULE = "_c360_incremental"
+#: Fewest generated records worth matching (and enough for 1,000 incremental queries).
+MIN_RECORDS = 2_000
 
 BENCH = Path(__file__).resolve().parent
 
@@ -96,6 +98,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.datasets.split(",")) - set(DATASETS)
     if unknown:
         parser.error(f"unknown dataset(s) {', '.join(sorted(unknown))}; choose from {DATASETS}")
+    if args.records < MIN_RECORDS:
+        parser.error(f"--records must be at least {MIN_RECORDS:,}; got {args.records:,}")
     return args
 
 

@@ -141,8 +141,15 @@ class Resolver:
         if reason:
             self.conflicts.append(Conflict(target.profile_id, owner.profile_id, via, reason, fact))
             return
+        # the event tied the two: one of its identifiers belongs to the merged profile (`matched`)
+        # while the event joined the surviving one through another; all of them are evidence
         evidence = {
             "matched": {"type": via[0], "value": via[1]},
+            "event_identifiers": [
+                {"type": kind, "value": value, "owner": str(self.owners.get((kind, value)) or "")}
+                for kind, value, _raw in fact.identifiers
+            ],
+            "event": [fact.source, fact.message_id],
             "target_unique_ids": dict(target.unique_ids),
             "merged_unique_ids": dict(owner.unique_ids),
         }

@@ -54,6 +54,7 @@ def train_in_sessions(prep: Prepared, candidate_levels: np.ndarray, seed: int = 
         fixed = frozenset({_index(prep.spec, name)})
         levels = compare_pairs(prep, left, right)
         expectation_maximisation(session, levels, learn_u=False, fixed=fixed, blocked=fixed)
+        model.iterations += session.iterations
         for index, field in enumerate(session.fields):
             if index not in fixed:
                 learnt.setdefault(index, []).append(field.m)

@@ -220,3 +220,17 @@ def test_two_known_customers_tied_by_an_anonymous_id_are_queued_for_review(runti
     assert review["status"] == "pending"
     assert review["evidence"]["identifier"] == {"type": "anonymous_id", "value": "t1-a1"}
     assert review["evidence"]["source_records"] == [["crm", "3"]]
+
+
+def test_a_rule_merge_names_every_identifier_the_event_carried_and_its_owner(runtime) -> None:
+    run(runtime, identify("1", anon="dev-1"))
+    run(runtime, identify("2", anon="dev-2", email="lan@x.example"))
+    first, second = profile_of(runtime, "1"), profile_of(runtime, "2")
+    run(runtime, identify("3", anon="dev-1", email="lan@x.example"))
+    (merge,) = rows(runtime, "SELECT rule, evidence FROM merges")
+    carried = {(i["type"], i["value"]): i["owner"] for i in merge["evidence"]["event_identifiers"]}
+    assert carried == {
+        ("anonymous_id", "dev-1"): str(first),
+        ("email", "lan@x.example"): str(second),
+    }
+    assert merge["evidence"]["event"] == ["crm", "3"]
