@@ -59,7 +59,8 @@ class MatchResult:
 
     @property
     def held(self) -> np.ndarray:
-        """True per pair that disagrees outright on a `review_on_disagreement` field."""
+        """True per pair held for review: a `review_on_disagreement` field disagrees outright
+        and no `vouched_by` field agrees."""
         return held_for_review(self.prepared.spec, self.levels)
 
     @property

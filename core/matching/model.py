@@ -4,10 +4,10 @@ the same, learnt without labels.
 - u (how often non-matching records agree at each level) starts from random pairs of records:
   exact agreement exactly from term frequencies (the chance two random records share a value),
   the other levels from a random sample.
-- m (how often matching records agree) and the share of matches among the candidate pairs are
-  estimated by expectation-maximisation over the candidate pairs, with u re-estimated in the
-  same space (candidate non-matches agree more often than random pairs: blocking chose them).
+- m (how often matching records agree) is estimated by expectation-maximisation
+  (`expectation_maximisation`; `c360.matching.training` runs it in sessions with u held fixed).
   EM runs on the distinct agreement patterns with their counts, so it costs nothing at scale.
+- The prior is the chance that two records picked at random match.
 - At scoring time exact agreement on a name or a place is worth more when the value is rare:
   the term-frequency adjustment log2(u_exact / tf(value)).
 """
@@ -92,14 +92,6 @@ def initial_model(prep: Prepared, seed: int = 360) -> Model:
         for field, u in zip(prep.spec.fields, random_u(prep, seed), strict=True)
     ]
     return Model(fields=fields, prior=0.05)
-
-
-def train(prep: Prepared, levels: np.ndarray, seed: int = 360) -> Model:
-    """u from random pairs, then m, u and the prior by EM over the candidates' levels."""
-    model = initial_model(prep, seed)
-    if len(levels):
-        expectation_maximisation(model, levels)
-    return model
 
 
 def random_u(prep: Prepared, seed: int) -> list[np.ndarray]:
