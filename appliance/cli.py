@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     trial.add_argument("--no-serve", action="store_true", help="exit after the summary")
     trial.add_argument("--port", type=int, help="port for the gateway and API")
     trial.add_argument("--dataset", type=Path, help="a CDNOW_master.txt to use instead")
+    trial.add_argument(
+        "--stack",
+        choices=("embedded", "servers"),
+        default="embedded",
+        help="embedded engines (default), or the servers C360_* settings point at",
+    )
     trial.set_defaults(func=_trial)
 
     up = commands.add_parser("up", help="run the appliance (embedded engines unless configured)")
@@ -157,6 +163,23 @@ def _trial(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError(
             f"the dataset {args.dataset} does not exist or is not a file; give the path of a "
             "CDNOW_master.txt with --dataset, or leave --dataset out to download it"
+        )
+    if args.stack == "servers":
+        missing = [
+            f"C360_{name.upper()}"
+            for name in ("postgres_dsn", "valkey_url")
+            if not getattr(settings, name)
+        ]
+        if missing:
+            raise UsageError(
+                f"--stack servers needs {', '.join(missing)}: start the local servers with "
+                "`scripts/servers --dir .servers` and load their settings with "
+                '`eval "$(cat .servers/servers.env)"`'
+            )
+    elif settings.postgres_dsn or settings.valkey_url:
+        raise UsageError(
+            "C360_POSTGRES_DSN / C360_VALKEY_URL are set, so this trial would run on those "
+            "servers: say so with --stack servers, or unset them for the embedded engines"
         )
     options = TrialOptions(limit=args.limit, serve=not args.no_serve, dataset=args.dataset)
     progress = None if args.json else _progress_printer()

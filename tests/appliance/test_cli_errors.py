@@ -141,3 +141,17 @@ def test_a_roll_back_to_a_version_that_cannot_exist_is_refused(
     assert code == cli.EXIT_USAGE
     assert "from 0 to" in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "data" / "postgres").exists()  # nothing was started
+
+
+def test_trial_on_servers_without_their_settings_says_how_to_start_them(capsys, monkeypatch):
+    monkeypatch.delenv("C360_POSTGRES_DSN", raising=False)
+    monkeypatch.delenv("C360_VALKEY_URL", raising=False)
+    assert cli.main(["trial", "--stack", "servers", "--no-serve"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "C360_POSTGRES_DSN, C360_VALKEY_URL" in err and "scripts/servers" in err
+
+
+def test_trial_with_server_settings_must_say_stack_servers(capsys, monkeypatch):
+    monkeypatch.setenv("C360_VALKEY_URL", "redis://127.0.0.1:1/0")
+    assert cli.main(["trial", "--no-serve"]) == cli.EXIT_USAGE
+    assert "say so with --stack servers" in capsys.readouterr().err
