@@ -74,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report["checks"]["ok"] else 1
 
 
-def run(rate: int, duration_s: float, verbose: bool) -> dict[str, Any]:
-    """Start a stack in a temporary folder, measure the floor, then the pipeline; stop it all."""
+def run(
+    rate: int, duration_s: float, verbose: bool, servers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Start a stack in a temporary folder, measure the floor, then the pipeline; stop it all.
+    `servers` (settings such as postgres_dsn, valkey_url) puts the stack on real servers."""
     from c360.appliance.engines import free_port
     from c360.appliance.stack import Stack
     from c360.settings import load_settings
@@ -84,7 +87,13 @@ def run(rate: int, duration_s: float, verbose: bool) -> dict[str, Any]:
     write_key = f"bench-{uuid.uuid4().hex}"
     with tempfile.TemporaryDirectory(prefix="c360-freshness-") as tmp:
         settings = load_settings(
-            {"data_dir": tmp, "host": HOST, "port": free_port(), "log_level": "WARNING"},
+            {
+                "data_dir": tmp,
+                "host": HOST,
+                "port": free_port(),
+                "log_level": "WARNING",
+                **(servers or {}),
+            },
             environ={},
         )
         settings = dataclasses.replace(settings, write_keys={write_key: SOURCE})
