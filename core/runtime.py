@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cached_property
+from typing import cast
 
 import pluggy
 import redis
+import redis.asyncio as aioredis
 from psycopg_pool import ConnectionPool
 
-from c360.adapters.bus import EventBus
-from c360.adapters.bus_valkey import ValkeyBus
+from c360.adapters.bus import AsyncEventBus, EventBus
+from c360.adapters.bus_valkey import AsyncValkeyBus, ValkeyBus
 from c360.adapters.cache import ProfileCache
 from c360.adapters.cache_valkey import ValkeyProfileCache
 from c360.adapters.lake import Lake, LakeQuery
@@ -61,8 +63,20 @@ class Runtime:
 
     @cached_property
     def bus(self) -> EventBus:
-        """The event bus."""
+        """The event bus: Kafka-protocol brokers when `kafka_bootstrap` is set, else Valkey."""
+        if self.settings.kafka_bootstrap:
+            from c360.adapters.bus_kafka import KafkaBus  # kafka-python only when asked for
+
+            return KafkaBus(self.settings.kafka_bootstrap, self.settings.bus_partitions)
         return ValkeyBus(self.valkey, self.settings.bus_partitions)
+
+    def async_bus(self, valkey: aioredis.Redis) -> AsyncEventBus:
+        """The gateway's publisher, on the same bus as `bus` (counters stay in Valkey)."""
+        if self.settings.kafka_bootstrap:
+            from c360.adapters.bus_kafka import AsyncKafkaBus, KafkaBus
+
+            return AsyncKafkaBus(cast(KafkaBus, self.bus), valkey)
+        return AsyncValkeyBus(valkey, self.settings.bus_partitions)
 
     @cached_property
     def cache(self) -> ProfileCache:
@@ -88,5 +102,7 @@ class Runtime:
         """Release pools and connections."""
         if "pool" in self.__dict__:
             self.pool.close()
+        if "bus" in self.__dict__ and hasattr(self.bus, "close"):
+            self.bus.close()  # a Kafka consumer leaves its group, so partitions move at once
         if "valkey" in self.__dict__:
             self.valkey.close()

@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +79,16 @@ class Settings:
     valkey_url: str | None = _doc(
         "Valkey URL (redis:// or unix://); empty runs the embedded Valkey.", default=None
     )
+    kafka_bootstrap: str | None = _doc(
+        "Kafka-protocol brokers for the event bus (Apache Kafka, Redpanda) as host:port, "
+        "comma-separated; empty keeps the bus on Valkey.",
+        default=None,
+    )
+    mqtt_url: str | None = _doc(
+        "MQTT broker for the IoT side (Mosquitto), mqtt://user:password@host:port; empty: no "
+        "broker is used.",
+        default=None,
+    )
     bus_partitions: int = _doc(
         "Partitions per topic; a customer's events always go to the same one.", default=4
     )
@@ -138,6 +149,8 @@ class Settings:
             shown["postgres_dsn"] = _mask_password(shown["postgres_dsn"])
         if shown.get("valkey_url"):
             shown["valkey_url"] = _mask_password(shown["valkey_url"])
+        if shown.get("mqtt_url"):
+            shown["mqtt_url"] = _mask_password(shown["mqtt_url"])
         return shown
 
 
@@ -314,6 +327,10 @@ def _check(settings: Settings) -> None:
             )
     _check_workers_and_logs(settings)
     _check_host(settings.host)
+    if settings.kafka_bootstrap is not None:
+        _check_kafka_bootstrap(settings.kafka_bootstrap)
+    if settings.mqtt_url is not None:
+        _check_mqtt_url(settings.mqtt_url)
 
 
 def _check_workers_and_logs(settings: Settings) -> None:
@@ -341,6 +358,33 @@ def _check_host(host: str) -> None:
             f"host must be an IP address or a hostname such as 127.0.0.1 or localhost; got "
             f"{host!r} (C360_HOST)"
         )
+
+
+def _check_mqtt_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or port is None:
+        raise SettingsError(
+            "mqtt_url must look like mqtt://user:password@127.0.0.1:1883 (C360_MQTT_URL); got "
+            f"{_mask_password(url)!r}"
+        )
+
+
+def _check_kafka_bootstrap(bootstrap: str) -> None:
+    """Each broker is host:port; a URL or a missing port is the usual slip."""
+    brokers = [item.strip() for item in bootstrap.split(",")]
+    for broker in brokers:
+        host, _, port = broker.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # [::1]:9092
+        if not host or "/" in broker or not port.isdigit() or not 1 <= int(port) <= 65_535:
+            raise SettingsError(
+                f"kafka_bootstrap must be host:port pairs separated by commas, such as "
+                f"127.0.0.1:9092 or redpanda:9092,redpanda-2:9092; got {broker!r} "
+                "(C360_KAFKA_BOOTSTRAP)"
+            )
 
 
 def _mask_password(url: str) -> str:

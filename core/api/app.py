@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 
-from c360.adapters.bus_valkey import AsyncValkeyBus
 from c360.api.gateway import make_handlers
 from c360.api.gzip import GzipRequestMiddleware
 from c360.api.identity import decide_review, identity_error, read_merges, read_reviews, undo
@@ -54,7 +53,7 @@ def create_app(settings: Settings) -> Litestar:
             "settings": settings,
             "hooks": default_manager().hook,
             "valkey": valkey,
-            "bus": AsyncValkeyBus(valkey, settings.bus_partitions),
+            "bus": runtime.async_bus(valkey),
             "runtime": runtime,
         }
     )

@@ -6,28 +6,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
 from c360.adapters.bus_valkey import ValkeyBus
 from c360.adapters.cache_valkey import ValkeyProfileCache
-from c360.appliance.servers import ValkeyServer
 from c360.errors import AdapterError
 
 PARTITIONS = 4
 TOPIC = "c360-contract"
-
-
-@pytest.fixture(scope="session")
-def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
-    server = ValkeyServer(Path(tmp_path_factory.mktemp("servers")))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["embedded", "server"])
