@@ -8,7 +8,8 @@ memory of every process (gateway, workers, servers).
                                         # freshness_p95_ms, and the detail
 
 "embedded" is `c360 up`'s default engines; "servers" is the same appliance on the real local
-servers `scripts/servers` runs (today Valkey over TCP with a password and PostgreSQL on TCP).
+servers `scripts/servers` runs (Kafka for the bus, Valkey over TCP with a password for the
+cache and Dramatiq, PostgreSQL on TCP).
 Each measurement is bench/freshness.py's: a paced open-loop sender, every acknowledged event
 checked stored and resolved once, the bus floor measured beside it in the same run.
 """
@@ -92,7 +93,11 @@ def _servers(stack: str) -> Iterator[dict[str, str] | None]:
         servers = LocalServers(Path(folder))
         servers.start()
         try:
-            yield {"postgres_dsn": servers.postgres.dsn, "valkey_url": servers.valkey.url}
+            yield {
+                "postgres_dsn": servers.postgres.dsn,
+                "valkey_url": servers.valkey.url,
+                "kafka_bootstrap": servers.kafka.bootstrap,
+            }
         finally:
             servers.stop()
 
