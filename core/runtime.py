@@ -67,7 +67,11 @@ class Runtime:
         if self.settings.kafka_bootstrap:
             from c360.adapters.bus_kafka import KafkaBus  # kafka-python only when asked for
 
-            return KafkaBus(self.settings.kafka_bootstrap, self.settings.bus_partitions)
+            return KafkaBus(
+                self.settings.kafka_bootstrap,
+                self.settings.bus_partitions,
+                retention_ms=self.settings.bus_retention_hours * 3_600_000,
+            )
         return ValkeyBus(self.valkey, self.settings.bus_partitions)
 
     def async_bus(self, valkey: aioredis.Redis) -> AsyncEventBus:

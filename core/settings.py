@@ -84,6 +84,11 @@ class Settings:
         "comma-separated; empty keeps the bus on Valkey.",
         default=None,
     )
+    bus_retention_hours: int = _doc(
+        "How long Kafka topics keep events (the dead-letter topic keeps them for good); the "
+        "Valkey bus trims by length instead.",
+        default=168,
+    )
     mqtt_url: str | None = _doc(
         "MQTT broker for the IoT side (Mosquitto), mqtt://user:password@host:port; empty: no "
         "broker is used.",
@@ -331,6 +336,11 @@ def _check(settings: Settings) -> None:
         _check_kafka_bootstrap(settings.kafka_bootstrap)
     if settings.mqtt_url is not None:
         _check_mqtt_url(settings.mqtt_url)
+    if settings.bus_retention_hours < 1:
+        raise SettingsError(
+            "bus_retention_hours must be at least 1 (C360_BUS_RETENTION_HOURS); got "
+            f"{settings.bus_retention_hours}"
+        )
 
 
 def _check_workers_and_logs(settings: Settings) -> None:

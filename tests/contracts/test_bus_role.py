@@ -193,3 +193,25 @@ def test_the_runtime_puts_the_bus_on_kafka_when_brokers_are_set(settings, kafka_
     finally:
         runtime.close()
     assert isinstance(Runtime(settings).bus, ValkeyBus)  # the embedded default is unchanged
+
+
+def test_topics_keep_events_as_long_as_the_settings_say(settings, kafka_server) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    runtime = Runtime(
+        dataclasses.replace(settings, kafka_bootstrap=kafka_server.bootstrap, bus_retention_hours=5)
+    )
+    topic = f"c360-retention-{uuid.uuid4().hex[:8]}"
+    try:
+        runtime.bus.publish(topic, [("customer-1", b"hello")])
+    finally:
+        runtime.close()
+    admin = KafkaAdminClient(bootstrap_servers=kafka_server.bootstrap)
+    try:
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        admin.close()
+    # {resource type: {resource name: {config key: {config data}}}}
+    (by_name,) = found.values()
+    retention = by_name[topic]["retention.ms"]
+    assert str(retention.get("value", retention)) == str(5 * 3_600_000)

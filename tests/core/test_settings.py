@@ -272,3 +272,12 @@ def test_redacted_write_keys_show_sources_and_four_characters_of_each_key():
 def test_a_source_name_too_long_for_the_event_key_is_refused_at_start_up():
     with pytest.raises(SettingsError, match="C360_WRITE_KEYS"):
         load_settings({}, environ={"C360_WRITE_KEYS": "abcdefgh1234:" + "s" * 201})
+
+
+def test_bus_retention_below_an_hour_and_a_bad_mqtt_url_are_refused_by_name():
+    with pytest.raises(SettingsError, match="C360_BUS_RETENTION_HOURS"):
+        load_settings({"bus_retention_hours": 0}, environ={})
+    with pytest.raises(SettingsError, match=r"C360_MQTT_URL.*'http://broker'"):
+        load_settings({"mqtt_url": "http://broker"}, environ={})
+    shown = load_settings({"mqtt_url": "mqtt://c360:s3cret@127.0.0.1:1883"}, environ={})
+    assert "s3cret" not in str(shown.redacted())
