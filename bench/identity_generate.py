@@ -108,9 +108,10 @@ ley ford ton wood well by den field ham man son er worth stone more wick bridge 
 cott ridge burn dale hurst lock mont rick sey win shaw croft
 """)
 
-VIETNAMESE_SURNAMES = _words(
-    "Nguyễn Trần Lê Phạm Hoàng Huỳnh Phan Vũ Võ Đặng Bùi Đỗ Hồ Ngô Dương Lý"
-)
+VIETNAMESE_SURNAMES = _words("""
+Nguyễn Trần Lê Phạm Hoàng Huỳnh Phan Vũ
+Võ Đặng Bùi Đỗ Hồ Ngô Dương Lý
+""")
 #: Shares of the family names above among Vietnamese people (Nguyễn alone is about 38%).
 VIETNAMESE_SURNAME_SHARES = (38, 11, 9.5, 7, 5.1, 5, 4.5, 3.9, 3.9, 2.1, 2, 1.4, 1.3, 1.3, 1, 0.5)
 VIETNAMESE_FEMALE = _words(

@@ -38,7 +38,17 @@ PEOPLE = [0, 1, 2, 3, 4, 0, 1, 2, 3]
 RECORDS = pl.DataFrame(
     {
         "given": ["Anna", "Bình", "Carlos", "Dana", "Eve", "Ana", "Nguyen", "Carlos", "Dana"],
-        "surname": ["Smith", "Nguyễn", "Diaz", "Olsen", "Adams", "Smith", "Binh", "Dias", "Olsen"],
+        "surname": [
+            "Smith",
+            "Nguyễn",
+            "Diaz",
+            "Olsen",
+            "Adams",
+            "Smith",
+            "Binh",
+            "Dias",
+            "Olsen",
+        ],
         "dob": [
             "1980-01-02",
             "1975-05-06",

@@ -15,7 +15,12 @@ from c360.matching.model import FieldModel, Model, expectation_maximisation
 from c360.matching.spec import spec_for
 from c360.matching.standardise import standardise, standardise_one
 
-VIETNAMESE = ["Nguyễn Thị Hương", "Đặng Văn Lâm", "Trần Quốc Toản", "  Lê   Thị  Ánh "]
+VIETNAMESE = [
+    "Nguyễn Thị Hương",
+    "Đặng Văn Lâm",
+    "Trần Quốc Toản",
+    "  Lê   Thị  Ánh ",
+]
 FOLDED = ["nguyen thi huong", "dang van lam", "tran quoc toan", "le thi anh"]
 
 
