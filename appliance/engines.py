@@ -51,6 +51,18 @@ def die_with_parent(sig: int) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a child server (a clean shutdown that flushes its data); SIGKILL past `timeout`."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:
@@ -357,13 +369,7 @@ class EmbeddedValkey:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: Valkey flushes its append-only file and exits; its socket folder goes."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def _wait_ready(self, timeout: float) -> None:

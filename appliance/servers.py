@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -30,8 +29,10 @@ from c360.appliance.engines import (
     EmbeddedPostgres,
     die_with_parent,
     free_port,
+    kept_secret,
     port_is_free,
     stop_leftover,
+    terminate,
 )
 from c360.errors import EngineError
 
@@ -93,20 +94,10 @@ class ValkeyServer:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: Valkey flushes its append-only file and exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
 
     def _password(self) -> str:
-        if not self.password_file.exists():
-            self.password_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.password_file.write_text(secrets.token_urlsafe(24))
-            self.password_file.chmod(0o600)
-        return self.password_file.read_text().strip()
+        return kept_secret(self.password_file)
 
     def _wait_ready(self, timeout: float) -> None:
         import redis
@@ -158,13 +149,7 @@ class KafkaServer:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: a controlled shutdown that flushes the logs; SIGKILL past `timeout`."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
         (self.dir / "kafka.pid").unlink(missing_ok=True)
 
     def _ports(self) -> tuple[int, int]:
@@ -367,11 +352,7 @@ class MosquittoServer:
     @property
     def password(self) -> str:
         """The password of user `c360` (generated on first use)."""
-        if not self.password_file.exists():
-            self.password_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.password_file.write_text(secrets.token_urlsafe(24))
-            self.password_file.chmod(0o600)
-        return self.password_file.read_text().strip()
+        return kept_secret(self.password_file)
 
     @property
     def url(self) -> str:
@@ -415,13 +396,7 @@ class MosquittoServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM: Mosquitto saves its persistence file and exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -70,9 +70,12 @@ def profile_spec(region: str) -> MatchSpec:
     return spec_for({name: role for name, (role, _) in profile_fields().items()}, region=region)
 
 
-def profile_record(traits: dict[str, Any]) -> dict[str, str | None]:
-    """A profile's raw match record from its traits; a field missing from the traits is None."""
-    return {name: _first_text(traits, paths) for name, (_role, paths) in profile_fields().items()}
+def profile_record(
+    traits: dict[str, Any], fields: dict[str, tuple[str, list[str]]]
+) -> dict[str, str | None]:
+    """A profile's raw match record from its traits (`fields` as `profile_fields` gives them);
+    a field missing from the traits is None."""
+    return {name: _first_text(traits, paths) for name, (_role, paths) in fields.items()}
 
 
 def match_profiles(conn: psycopg.Connection, profile_ids: Iterable[uuid.UUID]) -> Outcome:
@@ -152,9 +155,10 @@ def _match_records(
         " AND merged_into IS NULL ORDER BY profile_id",
         (sorted(set(profile_ids)),),
     ).fetchall()
+    fields = profile_fields()  # once per batch: it asks every plugin
     found = []
     for profile_id, traits in rows:
-        values = standardise_one(profile_record(traits or {}), spec)
+        values = standardise_one(profile_record(traits or {}, fields), spec)
         if sum(value is not None for value in values.values()) >= MIN_FIELDS:
             found.append((profile_id, values))
     return found
