@@ -1,4 +1,9 @@
-"""Apply and roll back the SQL migrations in `c360/migrations`, each in its own transaction."""
+"""Apply and roll back the SQL migrations in `c360/migrations`, each in its own transaction.
+
+The store is PostgreSQL 16 or newer with the pgvector extension, at any DSN: the embedded
+engine or an operator's server. `check_server` refuses anything else before a migration runs,
+with a message that says what to install or whom to ask.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,14 @@ from importlib import resources
 
 import psycopg
 
+from c360.errors import AdapterError
+
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_(\w+)\.(up|down)\.sql$")
 _LOCK_KEY = 3_600_360  # advisory lock so two processes never migrate at once
+#: The oldest PostgreSQL c360 runs on (server_version_num).
+MIN_SERVER_VERSION = 160000
 _DROP_TABLE = re.compile(r"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([\w.]+)", re.IGNORECASE)
 
 
@@ -50,6 +59,7 @@ def applied(conn: psycopg.Connection) -> list[int]:
 
 def upgrade(conn: psycopg.Connection, target: int | None = None) -> list[int]:
     """Apply every pending migration up to `target`; returns the versions applied."""
+    check_server(conn)
     done = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -61,7 +71,7 @@ def upgrade(conn: psycopg.Connection, target: int | None = None) -> list[int]:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             if migration.version in set(applied(conn)):
                 continue
-            conn.execute(migration.up)
+            _apply(conn, migration)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                 (migration.version, migration.name),
@@ -69,6 +79,49 @@ def upgrade(conn: psycopg.Connection, target: int | None = None) -> list[int]:
         log.info("Applied migration %04d %r.", migration.version, migration.name)
         done.append(migration.version)
     return done
+
+
+def check_server(conn: psycopg.Connection) -> None:
+    """Refuse a server older than PostgreSQL 16 or without pgvector, naming the fix."""
+    has_vector = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+    ).fetchone()
+    require_supported(conn.info.server_version, has_vector is not None)
+
+
+def require_supported(server_version: int, has_vector: bool) -> None:
+    """The rule behind `check_server`, given what the server reported."""
+    if server_version < MIN_SERVER_VERSION:
+        raise AdapterError(
+            f"PostgreSQL {_version_name(server_version)} is too old: c360 needs 16 or newer "
+            "with the pgvector extension; point C360_POSTGRES_DSN at a newer server"
+        )
+    if not has_vector:
+        raise AdapterError(
+            "the PostgreSQL server has no pgvector extension: install it on the server "
+            "(Debian: postgresql-<version>-pgvector) or use the embedded engine"
+        )
+
+
+def _apply(conn: psycopg.Connection, migration: Migration) -> None:
+    """Run one migration's up SQL; a role that may not create pgvector is told who can."""
+    try:
+        conn.execute(migration.up)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        database = conn.info.dbname
+        raise AdapterError(
+            f"migration {migration.version:04d} {migration.name!r} needs a privilege the role "
+            f"{conn.info.user!r} lacks ({exc.diag.message_primary}); a superuser can run "
+            f"`CREATE EXTENSION IF NOT EXISTS vector;` in database {database!r} once, or make "
+            "the role the database's owner"
+        ) from exc
+
+
+def _version_name(version: int) -> str:
+    """160004 -> '16.4'; 90624 -> '9.6.24' (the numbering before 10)."""
+    if version >= 100000:
+        return f"{version // 10000}.{version % 10000}"
+    return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
 
 
 def downgrade(conn: psycopg.Connection, target: int) -> list[int]:
