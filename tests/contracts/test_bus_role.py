@@ -215,3 +215,45 @@ def test_topics_keep_events_as_long_as_the_settings_say(settings, kafka_server) 
     (by_name,) = found.values()
     retention = by_name[topic]["retention.ms"]
     assert str(retention.get("value", retention)) == str(5 * 3_600_000)
+
+
+def test_a_stage_message_that_exhausts_its_retries_is_kept_in_the_dlq(buses: Buses, engines):
+    """Stages retry in Dramatiq (on Valkey); what still fails is moved to the bus's own DLQ,
+    which on Kafka is a topic kept for good."""
+    import json
+
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+
+    from c360.adapters.bus import DLQ
+    from c360.appliance import dead_letters
+
+    namespace, queue = f"contract-{uuid.uuid4().hex[:8]}", f"c360-f2-{uuid.uuid4().hex[:6]}"
+    broker = RedisBroker(url=engines[1], namespace=namespace)
+    broker.add_middleware(dead_letters.FailureReasons(broker.client))
+
+    def always_fails(payloads: list[str]) -> None:
+        raise ValueError("poison batch")
+
+    actor = dramatiq.actor(always_fails, broker=broker, queue_name=queue, max_retries=1,
+                           min_backoff=10, max_backoff=10)  # fmt: skip
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        actor.send(['{"messageId": "m-1"}'])
+        deadline = time.monotonic() + WAIT_S
+        while broker.client.zcard(f"{namespace}:{queue}.XQ") == 0:
+            assert time.monotonic() < deadline, "the message never exhausted its retries"
+            time.sleep(0.05)
+    finally:
+        worker.stop(timeout=5000)
+    bus = buses.new()
+
+    assert dead_letters.drain(broker.client, bus, [queue], namespace=namespace) == 1
+
+    kept = [json.loads(body) for body in bus.read_all(DLQ)]
+    mine = [entry for entry in kept if entry["source"] == queue]
+    assert len(mine) == 1
+    assert mine[0]["code"] == "stage_failed" and "poison batch" in mine[0]["reason"]
+    assert json.loads(mine[0]["payload"]) == [['{"messageId": "m-1"}']]
+    assert dead_letters.drain(broker.client, bus, [queue], namespace=namespace) == 0
