@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     up.add_argument("--port", type=int)
     up.add_argument("--workers", type=int, help="worker processes (default: C360_WORKER_PROCESSES)")
+    up.add_argument(
+        "--services",
+        choices=("all", "gateway", "workers"),
+        default="all",
+        help="which services this instance runs; more instances of either scale out on shared "
+        "servers (both need C360_POSTGRES_DSN and C360_VALKEY_URL)",
+    )
     up.set_defaults(func=_up)
 
     migrate_cmd = commands.add_parser("migrate", help="apply (or roll back) schema migrations")
@@ -198,6 +205,14 @@ def _trial(settings: Settings, args: argparse.Namespace) -> int:
 def _up(settings: Settings, args: argparse.Namespace) -> int:
     from c360.appliance.stack import Stack
 
+    if args.services != "all" and not (settings.postgres_dsn and settings.valkey_url):
+        raise UsageError(
+            f"--services {args.services} scales out on shared servers: set C360_POSTGRES_DSN "
+            "and C360_VALKEY_URL (and C360_KAFKA_BOOTSTRAP for a Kafka bus) to the servers "
+            "every instance uses"
+        )
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise UsageError(f"--workers takes 1 to 64 worker processes; got {args.workers}")
     if not settings.write_keys:
         raise SettingsError(
             "no write key is configured, so no source could send events: set C360_WRITE_KEYS "
@@ -208,9 +223,15 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
             "No API token is set, so the profile API will refuse every request until "
             "C360_API_TOKENS is set."
         )
-    stack = Stack(settings, workers=args.workers)
+    stack = Stack(settings, workers=args.workers, services=args.services)
     stack.start()
-    print(f"c360 is serving on {stack.url} (Ctrl-C to stop)")
+    if args.services == "workers":
+        print(
+            f"c360 instance {settings.instance_name!r} is running {stack.workers} worker "
+            "process(es) (Ctrl-C to stop)"
+        )
+    else:
+        print(f"c360 is serving on {stack.url} (Ctrl-C to stop)")
     _serve_until_interrupted(stack)
     stack.stop()
     return EXIT_OK

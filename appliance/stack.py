@@ -30,6 +30,7 @@ from c360.appliance.engines import (
     stop_leftover,
 )
 from c360.errors import EngineError
+from c360.runtime import Runtime
 from c360.settings import Settings, to_environment
 from c360.stages import lake_sink
 
@@ -39,9 +40,13 @@ log = logging.getLogger(__name__)
 class Stack:
     """Everything `c360 trial` and `c360 up` run, started in order and stopped in reverse."""
 
-    def __init__(self, settings: Settings, workers: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, workers: int | None = None, services: str = "all"
+    ) -> None:
         self.settings = settings
         self.workers = workers or settings.worker_processes
+        #: "all", or only the "gateway" or the "workers" when instances scale out
+        self.services = services
         self.postgres: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
         self.children: list[subprocess.Popen[bytes]] = []
@@ -63,7 +68,8 @@ class Stack:
     def _start_locked(self) -> Settings:
         data_dir = self.settings.data_dir
         # checked before anything starts: the gateway would otherwise die after the engines
-        if not port_is_free(self.settings.host, self.settings.port):
+        serves_http = self.services != "workers"
+        if serves_http and not port_is_free(self.settings.host, self.settings.port):
             raise datadir.InUse(
                 f"port {self.settings.port} on {self.settings.host} is in use; choose another "
                 "with --port"
@@ -83,12 +89,14 @@ class Stack:
         with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
             migrate.upgrade(conn)
             # before any worker runs its lake sink, so no event is claimed and written twice
-            lake_sink.rebuild_index(conn, self.settings.lake_dir)
+            lake_sink.rebuild_index(conn, Runtime(self.settings).lake)
         self._clear_profile_cache()
-        for index in range(self.workers):
-            self._spawn(["worker", "--index", str(index)], f"worker-{index}")
-        self._spawn(["gateway"], "gateway")
-        self._wait_for_gateway()
+        if self.services != "gateway":
+            for index in range(self.workers):
+                self._spawn(["worker", "--index", str(index)], f"worker-{index}")
+        if serves_http:
+            self._spawn(["gateway"], "gateway")
+            self._wait_for_gateway()
         return self.settings
 
     def _clear_profile_cache(self) -> None:

@@ -69,6 +69,10 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
+    # unique among every instance reading the same bus: a shared consumer name would share
+    # (and steal) another process's unacknowledged deliveries
+    me = f"{settings.instance_name}-{index}"
+
     def depth(queue: str):
         return lambda: int(broker.client.llen(f"dramatiq:{queue}"))
 
@@ -77,7 +81,7 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
             runtime.bus,
             RAW_EVENTS,
             F2_GROUP,
-            f"f2-{index}",
+            f"f2-{me}",
             lambda name, p: actors.persist_events.send(p),
             depth(QUEUE_F2),
             settings.batch_size,
@@ -87,7 +91,7 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
             runtime.bus,
             RAW_EVENTS,
             LAKE_GROUP,
-            f"lake-{index}",
+            f"lake-{me}",
             lambda name, p: actors.sink_events.send(name, p),
             depth(QUEUE_LAKE),
             settings.batch_size * LAKE_BATCH_FACTOR,
@@ -99,7 +103,7 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
             runtime.bus,
             ID_RESOLUTION,
             F3_GROUP,
-            f"f3-{index}",
+            f"f3-{me}",
             lambda name, p: actors.resolve_events.send(p),
             depth(QUEUE_F3),
             settings.batch_size,

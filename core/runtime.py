@@ -19,7 +19,7 @@ from c360.adapters.bus_valkey import AsyncValkeyBus, ValkeyBus
 from c360.adapters.cache import ProfileCache
 from c360.adapters.cache_valkey import ValkeyProfileCache
 from c360.adapters.lake import Lake, LakeQuery
-from c360.adapters.lake_chdb import ChdbLakeQuery
+from c360.adapters.lake_clickhouse import lake_query_for
 from c360.adapters.lake_parquet import LocalParquetLake
 from c360.errors import SettingsError
 from c360.plugins_manager import default_manager
@@ -89,13 +89,26 @@ class Runtime:
 
     @cached_property
     def lake(self) -> Lake:
-        """The raw lake."""
+        """The raw lake: an S3 bucket when `lake_s3_endpoint` is set, else the data folder."""
+        settings = self.settings
+        if settings.lake_s3_endpoint:
+            from c360.adapters.lake_s3 import S3Lake  # the minio client only when asked for
+
+            return S3Lake(
+                settings.lake_s3_endpoint,
+                settings.lake_s3_bucket,
+                settings.lake_s3_access_key or "",
+                settings.lake_s3_secret_key or "",
+                region=settings.lake_s3_region,
+                sse=settings.lake_sse,
+                retention_days=settings.lake_retention_days,
+            )
         return LocalParquetLake(self.settings.lake_dir)
 
     @cached_property
     def lake_query(self) -> LakeQuery:
-        """SQL over the lake."""
-        return ChdbLakeQuery(self.settings.lake_dir)
+        """SQL over the lake: the ClickHouse server at `clickhouse_url`, else chdb."""
+        return lake_query_for(self.settings, self.lake)
 
     @cached_property
     def hooks(self) -> pluggy.HookRelay:

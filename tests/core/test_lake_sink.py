@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from c360.adapters.lake_parquet import LocalParquetLake
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
 from c360.stages import lake_sink
@@ -192,7 +193,7 @@ def test_a_lost_index_is_rebuilt_from_the_files_so_a_replay_writes_nothing_again
         conn.execute("TRUNCATE lake_index")  # as `c360 migrate --down 0` then `up` leaves it
 
     with runtime.pool.connection() as conn:
-        indexed = lake_sink.rebuild_index(conn, runtime.settings.lake_dir)
+        indexed = lake_sink.rebuild_index(conn, runtime.lake)
     written = lake_sink.sink(runtime, "b2", batch)
 
     assert indexed == 2
@@ -201,11 +202,11 @@ def test_a_lost_index_is_rebuilt_from_the_files_so_a_replay_writes_nothing_again
     assert ids_via_pyarrow(runtime) == Counter({"m-1": 1, "m-2": 1})
 
 
-def test_rebuilding_a_complete_index_reads_no_file_and_changes_nothing(runtime):
+def test_rebuilding_a_complete_index_reads_no_file_and_changes_nothing(runtime, tmp_path):
     lake_sink.sink(runtime, "b1", payloads(runtime, *tracks("m-1")))
     stray = runtime.settings.lake_dir / "dt=2026-03-01" / "event_type=track" / ".b9.parquet.tmp"
     stray.write_bytes(b"half a file")
 
     with runtime.pool.connection() as conn:
-        assert lake_sink.rebuild_index(conn, runtime.settings.lake_dir) == 0
-        assert lake_sink.rebuild_index(conn, runtime.settings.lake_dir / "absent") == 0
+        assert lake_sink.rebuild_index(conn, runtime.lake) == 0
+        assert lake_sink.rebuild_index(conn, LocalParquetLake(tmp_path / "empty")) == 0
