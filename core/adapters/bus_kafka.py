@@ -23,10 +23,9 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
     CommitFailedError,
     CoordinatorNotAvailableError,
-    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
-    NodeNotReadyError,
+    RetriableError,
     TopicAlreadyExistsError,
 )
 from kafka.structs import OffsetAndMetadata
@@ -56,7 +55,18 @@ DEFAULT_CONSUMER_OPTIONS: dict[str, Any] = {
     "heartbeat_interval_ms": 3_000,
 }
 
-_UNREACHABLE = (KafkaTimeoutError, KafkaConnectionError, NodeNotReadyError)
+#: A client retries a lost broker connection after at most this long. kafka-python's default
+#: (30 s) left every producer and consumer idle for up to that long after a restarted broker
+#: was back.
+RECONNECT_BACKOFF_MAX_MS = 1_000
+
+#: After the broker was found out of reach, the gateway refuses events at once (503) for this
+#: long instead of holding each request for the bus timeout; then one request tries again.
+RETRY_BROKER_AFTER_S = 1.0
+
+#: Errors that say "not now" (a broker away, restarting, electing a leader or loading a group):
+#: the caller may try again later, and the gateway answers 503.
+_UNREACHABLE = (RetriableError,)
 
 
 class KafkaBus:
@@ -87,15 +97,27 @@ class KafkaBus:
         """Send every message and wait until the broker has them on all in-sync replicas."""
         if not messages:
             return
-        with self._translated(f"publishing to {topic!r}"):
-            self.ensure_topic(topic)
-            producer = self._get_producer()
-            futures = [producer.send(topic, key=_key(key), value=body) for key, body in messages]
-            producer.flush(timeout=self._timeout_ms / 1000)
-            for future in futures:
-                if not future.is_done:
-                    raise KafkaTimeoutError(f"no reply in {self._timeout_ms} ms")
-                future.get(0)
+        producer = None
+        try:
+            with self._translated(f"publishing to {topic!r}"):
+                self.ensure_topic(topic)
+                deadline = time.monotonic() + self._timeout_ms / 1000
+                producer = self._get_producer()
+                futures = [producer.send(topic, key=_key(k), value=body) for k, body in messages]
+                # one timeout for the whole call: a send may already have waited for metadata
+                producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+                for future in futures:
+                    if not future.is_done:
+                        raise KafkaTimeoutError(f"no reply in {self._timeout_ms} ms")
+                    future.get(0)
+        except AdapterError as exc:
+            if producer is None:
+                raise
+            replaced_meanwhile = not self._discard_producer(producer)
+            if replaced_meanwhile and not isinstance(exc, BusUnavailable):
+                # another thread's failed publish closed this producer under us
+                raise BusUnavailable(f"publishing to {topic!r} was cut short: {exc}") from exc
+            raise
 
     def consume(
         self, topic: str, group: str, consumer: str, count: int, block_ms: int
@@ -137,6 +159,7 @@ class KafkaBus:
                 bootstrap_servers=self._bootstrap,
                 enable_auto_commit=False,
                 bootstrap_timeout_ms=self._timeout_ms,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             )
         try:
             return self._read_partitions(reader, topic, timeout_s)
@@ -186,7 +209,7 @@ class KafkaBus:
             reader.close()
         self._readers.clear()
         if self._producer is not None:
-            self._producer.close(timeout=self._timeout_ms / 1000)
+            _close_producer(self._producer, self._timeout_ms / 1000)
         if self._admin is not None:
             self._admin.close()
 
@@ -230,8 +253,31 @@ class KafkaBus:
                     request_timeout_ms=self._timeout_ms,
                     delivery_timeout_ms=self._timeout_ms * 2,
                     bootstrap_timeout_ms=self._timeout_ms,
+                    reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
                 )
             return self._producer
+
+    def _discard_producer(self, producer: KafkaProducer) -> bool:
+        """Set a producer whose publish failed aside; the next publish makes a new one. False if
+        another thread had already done so.
+
+        A failed publish leaves records in the producer that expire later, and kafka-python
+        3.0.12's idempotent producer never sends again after that: it forgets its producer id
+        without asking for a new one. A new producer also starts with clean sequence numbers.
+        The old one is closed in the background once its records have expired.
+        """
+        with self._lock:
+            if self._producer is not producer:
+                return False
+            self._producer = None
+        log.warning("A publish to %s failed; the next one uses a new producer.", self._bootstrap)
+        threading.Thread(
+            target=_close_producer,
+            args=(producer, self._timeout_ms * 2 / 1000 + 1),
+            name="kafka-producer-close",
+            daemon=True,
+        ).start()
+        return True
 
     def _get_admin(self) -> KafkaAdminClient:
         if self._admin is None:
@@ -239,6 +285,7 @@ class KafkaBus:
                 bootstrap_servers=self._bootstrap,
                 request_timeout_ms=self._timeout_ms,
                 bootstrap_timeout_ms=self._timeout_ms,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             )
         return self._admin
 
@@ -254,6 +301,7 @@ class KafkaBus:
                 "enable_auto_commit": False,
                 "auto_offset_reset": "earliest",
                 "bootstrap_timeout_ms": self._timeout_ms,
+                "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
             }
             reader = _Reader(topic, KafkaConsumer(**options))
             reader.subscribe()
@@ -327,6 +375,15 @@ class _Reader:
                 held.clear()
 
 
+def _close_producer(producer: KafkaProducer, timeout_s: float) -> None:
+    """Close a producer, waiting up to `timeout_s` for its records; with the broker away they
+    cannot be delivered, and kafka-python then raises instead of closing: that is logged."""
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaError as exc:
+        log.warning("A Kafka producer closed with undelivered records: %s", exc)
+
+
 def _key(customer_key: str) -> bytes:
     return customer_key.encode("utf-8", "surrogatepass")  # as `bus.partition_for` reads keys
 
@@ -359,15 +416,23 @@ class _Rebalance(ConsumerRebalanceListener):
 
 class AsyncKafkaBus:
     """Publishing from the gateway's event loop: the thread-safe synchronous producer runs in a
-    worker thread. Counters are not Kafka's business: they go to Valkey, as on the Valkey bus."""
+    worker thread. Counters are not Kafka's business: they go to Valkey, as on the Valkey bus.
+
+    While the broker is out of reach, requests are refused at once: after a publish found it
+    unreachable, none tries for RETRY_BROKER_AFTER_S, then one at a time until one succeeds.
+    Otherwise every request would hold a thread for the whole bus timeout, and requests queued
+    behind them for the few threads would wait far longer before their 503.
+    """
 
     def __init__(self, bus: KafkaBus, counters: Any | None = None) -> None:
         self._bus = bus
         self._counters = counters  # a redis.asyncio.Redis, or None to drop counters
+        self._retry_at: float | None = None  # monotonic; None while the broker answers
+        self._trying = False
 
     async def publish(self, topic: str, messages: Sequence[tuple[str, bytes]]) -> None:
         """Publish durably; BusUnavailable if the broker does not take them in time."""
-        await asyncio.to_thread(self._bus.publish, topic, messages)
+        await self._guarded(self._bus.publish, topic, messages)
 
     async def publish_many(
         self,
@@ -375,7 +440,7 @@ class AsyncKafkaBus:
         counters: Mapping[str, int] | None = None,
     ) -> None:
         """Publish each topic's messages, then add to the counters (only once all are kept)."""
-        await asyncio.to_thread(self._publish_all, by_topic)
+        await self._guarded(self._publish_all, by_topic)
         if self._counters is not None and counters:
             async with self._counters.pipeline(transaction=False) as pipe:
                 for key, amount in counters.items():
@@ -387,6 +452,43 @@ class AsyncKafkaBus:
     async def close(self) -> None:
         """Close the producer and consumers."""
         await asyncio.to_thread(self._bus.close)
+
+    async def _guarded(self, publish: Any, *args: Any) -> None:
+        """Run a publish in a thread unless the broker was just found out of reach."""
+        trial = self._admit()
+        try:
+            await asyncio.to_thread(self._unless_refused, publish, *args)
+        finally:
+            if trial:
+                self._trying = False
+
+    def _admit(self) -> bool:
+        """Whether this publish is the one trying a broker that was out of reach; raises
+        BusUnavailable when it should not try at all."""
+        if self._retry_at is None:
+            return False
+        if self._trying:
+            raise BusUnavailable("the event bus was unreachable a moment ago; not retrying yet")
+        self._refuse_if_just_failed()
+        self._trying = True
+        return True
+
+    def _unless_refused(self, publish: Any, *args: Any) -> None:
+        """In the thread: a publish that waited for a thread while another found the broker
+        out of reach is refused too, instead of waiting the bus timeout in turn. The outcome
+        is noted here, before the thread takes the next publish waiting for it."""
+        self._refuse_if_just_failed()
+        try:
+            publish(*args)
+        except BusUnavailable:
+            self._retry_at = time.monotonic() + RETRY_BROKER_AFTER_S
+            raise
+        self._retry_at = None
+
+    def _refuse_if_just_failed(self) -> None:
+        retry_at = self._retry_at  # a single read and write each time: no lock is needed
+        if retry_at is not None and time.monotonic() < retry_at:
+            raise BusUnavailable("the event bus was unreachable a moment ago; not retrying yet")
 
     def _publish_all(self, by_topic: Mapping[str, Sequence[tuple[str, bytes]]]) -> None:
         for topic, messages in by_topic.items():

@@ -32,6 +32,11 @@ from c360.connectors import cdnow
 
 REPO = Path(__file__).resolve().parents[2]
 
+# the fault scenario lives in bench/ beside its script (bench/faults.py); import it from there
+BENCH = REPO / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
 #: Longest a `c360 trial` may take on a slice before the test gives up on it.
 TRIAL_TIMEOUT_S = 300
 
