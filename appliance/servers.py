@@ -639,11 +639,15 @@ class LocalServers:
         """Start them all (PostgreSQL's first start runs initdb: a few seconds; Kafka takes
         about 10 s, plus the first fetch of its jars)."""
         datadir.create(self.folder)
-        self.postgres.start()
-        self.valkey.start()
-        self.kafka.start()
-        self.mosquitto.start()
-        self.seaweed.start()
+        try:
+            self.postgres.start()
+            self.valkey.start()
+            self.kafka.start()
+            self.mosquitto.start()
+            self.seaweed.start()
+        except BaseException:
+            self.stop()  # those that did start: nothing is left running behind a failure
+            raise
 
     def stop(self) -> None:
         """Stop them all; their data stays in the folder."""
