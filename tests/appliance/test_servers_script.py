@@ -1,0 +1,96 @@
+"""`scripts/servers`, the command the README gives for the local real servers: it starts them,
+writes private settings that reach each of them, and stops them all on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(300)
+
+EXPECTED = {
+    "C360_POSTGRES_DSN",
+    "C360_VALKEY_URL",
+    "C360_KAFKA_BOOTSTRAP",
+    "C360_MQTT_URL",
+    "C360_LAKE_S3_ENDPOINT",
+    "C360_LAKE_S3_ACCESS_KEY",
+    "C360_LAKE_S3_SECRET_KEY",
+}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The `export NAME='value'` lines, read the way a shell would."""
+    settings = {}
+    for line in path.read_text().splitlines():
+        words = shlex.split(line)
+        assert words[0] == "export", line
+        name, _, value = words[1].partition("=")
+        settings[name] = value
+    return settings
+
+
+def listening(host_port: str) -> bool:
+    host, _, port = host_port.rpartition(":")
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex((host, int(port))) == 0
+
+
+def test_the_servers_command_starts_everything_writes_private_settings_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "servers"
+    env_file = folder / "servers.env"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "servers"), "--dir", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not env_file.exists():
+            if process.poll() is not None:
+                output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+                if not os.environ.get("CI"):
+                    pytest.skip(f"the servers could not start here: {output[-1500:]}")
+                pytest.fail(f"scripts/servers exited with {process.returncode}: {output[-1500:]}")
+            assert time.monotonic() < deadline, "scripts/servers never wrote its settings"
+            time.sleep(0.5)
+        time.sleep(0.5)  # the file is written in one go; let the writer close it
+        settings = read_env_file(env_file)
+
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        assert set(settings) >= EXPECTED
+        with psycopg.connect(settings["C360_POSTGRES_DSN"], connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        client = redis.Redis.from_url(settings["C360_VALKEY_URL"], socket_timeout=5)
+        assert client.ping()
+        client.close()
+        addresses = [
+            settings["C360_KAFKA_BOOTSTRAP"],
+            urllib.parse.urlsplit(settings["C360_LAKE_S3_ENDPOINT"]).netloc,
+            urllib.parse.urlsplit(settings["C360_MQTT_URL"]).netloc.rpartition("@")[2],
+        ]
+        for address in addresses:
+            assert address.startswith("127.0.0.1:"), address
+            assert listening(address), f"nothing answers on {address}"
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(120)
+
+    assert code == 0
+    assert not any(listening(address) for address in addresses)
