@@ -67,5 +67,8 @@ class AsyncEventBus(Protocol):
     ) -> None:
         """Publish to several topics and add to named counters, at once where the bus can."""
 
+    async def check(self) -> None:
+        """Raise BusUnavailable if the bus could not take a publish right now."""
+
     async def close(self) -> None:
         """Release connections."""

@@ -134,6 +134,11 @@ class KafkaBus:
             for reader in readers:
                 reader.ack(deliveries)
 
+    def check(self) -> None:
+        """BusUnavailable unless a broker answers a metadata request within the timeout."""
+        with self._translated("asking the brokers for the cluster's state"), self._lock:
+            self._get_admin().describe_cluster()
+
     def backlog(self, topic: str, group: str) -> int:
         """Records of `topic` not yet committed by `group`, summed over partitions."""
         with self._translated(f"measuring the backlog of {group!r}"), self._lock:
@@ -448,6 +453,11 @@ class AsyncKafkaBus:
                         pipe.incrby(key, amount)
                 if len(pipe):
                     await pipe.execute()
+
+    async def check(self) -> None:
+        """BusUnavailable while publishes are being refused or no broker answers."""
+        self._refuse_if_just_failed()
+        await asyncio.to_thread(self._bus.check)
 
     async def close(self) -> None:
         """Close the producer and consumers."""

@@ -208,6 +208,13 @@ class AsyncValkeyBus:
         except redis.RedisError as exc:
             raise AdapterError(f"publishing to {sorted(by_topic)} failed: {exc}") from exc
 
+    async def check(self) -> None:
+        """BusUnavailable unless Valkey answers."""
+        try:
+            await self._client.ping()
+        except (redis.ConnectionError, OSError) as exc:
+            raise BusUnavailable(f"the event bus is unreachable: {exc}") from exc
+
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()

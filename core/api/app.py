@@ -31,11 +31,13 @@ log = logging.getLogger(__name__)
 
 @get("/health")
 async def health(state: State) -> dict[str, Any]:
-    """Liveness: the process answers and the bus is reachable (503 when it is not)."""
+    """Liveness: the process answers, and Valkey (counters, stage queues) and the event bus
+    (Valkey or Kafka) are reachable; 503 when either is not."""
     try:
         await state.valkey.ping()
     except (redis.ConnectionError, OSError) as exc:
-        raise BusUnavailable(f"the event bus is unreachable: {exc}") from exc
+        raise BusUnavailable(f"Valkey is unreachable: {exc}") from exc
+    await state.bus.check()
     return {"status": "ok"}
 
 

@@ -4,6 +4,7 @@ each server started by the project's own `c360.appliance.servers`."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -14,10 +15,11 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
-from c360.adapters.bus import Delivery, EventBus
-from c360.adapters.bus_kafka import KafkaBus
-from c360.adapters.bus_valkey import ValkeyBus
+from c360.adapters.bus import AsyncEventBus, Delivery, EventBus
+from c360.adapters.bus_kafka import AsyncKafkaBus, KafkaBus
+from c360.adapters.bus_valkey import AsyncValkeyBus, ValkeyBus
 from c360.appliance.engines import free_port
 from c360.errors import BusUnavailable
 from c360.runtime import Runtime
@@ -39,6 +41,9 @@ class Buses:
 
     make: Callable[[], EventBus]
     unreachable: Callable[[], EventBus]
+    #: the gateway's publisher on the same bus, and on one that is not there
+    make_async: Callable[[], AsyncEventBus]
+    unreachable_async: Callable[[], AsyncEventBus]
     topic: str = field(default_factory=lambda: f"c360-contract-{uuid.uuid4().hex[:8]}")
     made: list[Any] = field(default_factory=list)
 
@@ -61,9 +66,12 @@ def buses(request: pytest.FixtureRequest) -> Iterator[Buses]:
     """Bus clients on a fresh topic of each kind of bus."""
     if request.param == "kafka":
         bootstrap = request.getfixturevalue("kafka_server").bootstrap
+        nowhere = f"127.0.0.1:{free_port()}"
         kind = Buses(
             make=lambda: KafkaBus(bootstrap, PARTITIONS, consumer_options=FAST_GROUPS),
-            unreachable=lambda: KafkaBus(f"127.0.0.1:{free_port()}", PARTITIONS, timeout_s=2),
+            unreachable=lambda: KafkaBus(nowhere, PARTITIONS, timeout_s=2),
+            make_async=lambda: AsyncKafkaBus(KafkaBus(bootstrap, PARTITIONS)),
+            unreachable_async=lambda: AsyncKafkaBus(KafkaBus(nowhere, PARTITIONS, timeout_s=2)),
         )
     else:
         if request.param == "embedded-valkey":
@@ -71,10 +79,15 @@ def buses(request: pytest.FixtureRequest) -> Iterator[Buses]:
         else:
             url = request.getfixturevalue("valkey_server").url
         client = redis.Redis.from_url(url)
-        down = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=2)
+        down_url = f"redis://127.0.0.1:{free_port()}/0"
+        down = redis.Redis.from_url(down_url, socket_timeout=2)
         kind = Buses(
             make=lambda: ValkeyBus(client, PARTITIONS),
             unreachable=lambda: ValkeyBus(down, PARTITIONS),
+            make_async=lambda: AsyncValkeyBus(aioredis.Redis.from_url(url), PARTITIONS),
+            unreachable_async=lambda: AsyncValkeyBus(
+                aioredis.Redis.from_url(down_url, socket_timeout=2), PARTITIONS
+            ),
         )
     try:
         yield kind
@@ -257,3 +270,16 @@ def test_a_stage_message_that_exhausts_its_retries_is_kept_in_the_dlq(buses: Bus
     assert mine[0]["code"] == "stage_failed" and "poison batch" in mine[0]["reason"]
     assert json.loads(mine[0]["payload"]) == [['{"messageId": "m-1"}']]
     assert dead_letters.drain(broker.client, bus, [queue], namespace=namespace) == 0
+
+
+def test_the_gateways_health_check_tells_a_reachable_bus_from_one_that_is_not(buses: Buses):
+    async def check(bus: AsyncEventBus) -> None:
+        try:
+            await bus.check()
+        finally:
+            await bus.close()
+
+    asyncio.run(check(buses.make_async()))  # no error: the bus would take a publish
+
+    with pytest.raises(BusUnavailable, match="unreachable"):
+        asyncio.run(check(buses.unreachable_async()))

@@ -318,6 +318,18 @@ def test_health_reports_503_not_500_when_valkey_is_unreachable(unreachable_clien
     assert response.json()["code"] == "bus_unavailable"
 
 
+def test_health_reports_503_when_the_kafka_brokers_are_unreachable(runtime):
+    from c360.appliance.engines import free_port
+
+    settings = _with(runtime.settings, kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    with TestClient(app=create_app(settings)) as test_client:
+        response = test_client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "bus_unavailable"
+    assert "retry-after" in response.headers
+
+
 def _with(settings, **changes):
     import dataclasses
 
