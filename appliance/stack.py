@@ -29,9 +29,9 @@ from c360.appliance.engines import (
     port_is_free,
     stop_leftover,
 )
-from c360.errors import EngineError
+from c360.errors import AdapterError, EngineError
 from c360.runtime import Runtime
-from c360.settings import Settings, to_environment
+from c360.settings import Settings, mask_password, to_environment
 from c360.stages import lake_sink
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Stack:
             self.valkey.start()
             changes["valkey_url"] = self.valkey.url
         self.settings = dataclasses.replace(self.settings, **changes)
-        with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
+        with self._store() as conn:
             migrate.upgrade(conn)
             # before any worker runs its lake sink, so no event is claimed and written twice
             lake_sink.rebuild_index(conn, Runtime(self.settings).lake)
@@ -99,12 +99,28 @@ class Stack:
             self._wait_for_gateway()
         return self.settings
 
+    def _store(self) -> psycopg.Connection:
+        """A connection to the store, or an error that names the setting to fix."""
+        try:
+            return psycopg.connect(self.settings.postgres_dsn, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise AdapterError(
+                f"cannot use PostgreSQL at {mask_password(self.settings.postgres_dsn)}: {reason}; "
+                "check C360_POSTGRES_DSN (host, port, user, password, database)"
+            ) from exc
+
     def _clear_profile_cache(self) -> None:
         """Start with an empty profile cache: the database may have changed while c360 was
         stopped (a rollback, a restore), and a stale cached profile would be served as true."""
         client = redis.Redis.from_url(self.settings.valkey_url)
         try:
             removed = ValkeyProfileCache(client, self.settings.cache_ttl_s).clear()
+        except AdapterError as exc:
+            raise AdapterError(
+                f"cannot use Valkey at {mask_password(self.settings.valkey_url)}: {exc}; check "
+                "C360_VALKEY_URL (redis://:password@host:port/0 or unix:///path)"
+            ) from exc
         finally:
             client.close()
         log.info("Cleared %d profile cache entries at start-up.", removed)

@@ -228,7 +228,9 @@ def _summary(
     lake_events = runtime.lake_query.query(
         f"SELECT count() FROM {{lake}} WHERE source = '{TRIAL_SOURCE}'"
     )
-    top = profile_service.list_profiles(runtime, profile_service.ProfileFilter(limit=5))
+    top = profile_service.list_profiles(
+        runtime, profile_service.ProfileFilter(limit=5, source=TRIAL_SOURCE)
+    )
     return {
         "events_sent": len(purchases),
         "events_accepted": accepted,

@@ -35,6 +35,8 @@ class ProfileFilter:
     order_by: str = "revenue"
     limit: int = 50
     offset: int = 0
+    #: only profiles that events of this source reached
+    source: str | None = None
 
 
 def get_profile(runtime: Runtime, reference: str) -> dict[str, Any] | None:
@@ -63,6 +65,9 @@ def list_profiles(runtime: Runtime, filters: ProfileFilter) -> list[dict[str, An
     if filters.seen_after is not None:
         clauses.append("last_seen >= %s")
         params.append(filters.seen_after)
+    if filters.source is not None:
+        clauses.append("profile_id IN (SELECT profile_id FROM events WHERE source = %s)")
+        params.append(filters.source)
     sql = (
         f"SELECT profile_id FROM profiles WHERE {' AND '.join(clauses)}"
         f" ORDER BY {order}, profile_id LIMIT %s OFFSET %s"

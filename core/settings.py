@@ -191,13 +191,13 @@ class Settings:
                 f"{mask_write_key(key)}:{source}" for key, source in self.write_keys.items()
             ]
         if shown.get("postgres_dsn"):
-            shown["postgres_dsn"] = _mask_password(shown["postgres_dsn"])
+            shown["postgres_dsn"] = mask_password(shown["postgres_dsn"])
         if shown.get("valkey_url"):
-            shown["valkey_url"] = _mask_password(shown["valkey_url"])
+            shown["valkey_url"] = mask_password(shown["valkey_url"])
         if shown.get("clickhouse_url"):
-            shown["clickhouse_url"] = _mask_password(shown["clickhouse_url"])
+            shown["clickhouse_url"] = mask_password(shown["clickhouse_url"])
         if shown.get("mqtt_url"):
-            shown["mqtt_url"] = _mask_password(shown["mqtt_url"])
+            shown["mqtt_url"] = mask_password(shown["mqtt_url"])
         return shown
 
 
@@ -212,6 +212,9 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 #: A region name as S3 servers take it (AWS's us-east-1, or a name MinIO was given).
 _REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+#: How a Valkey URL may begin (what redis-py reads).
+VALKEY_SCHEMES = ("redis://", "rediss://", "unix://")
 
 #: Levels the standard `logging` module knows by name.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -390,6 +393,11 @@ def _check(settings: Settings) -> None:
             "instance_name must be 1 to 253 letters, digits, '.', '_' or '-' "
             f"(C360_INSTANCE_NAME); got {settings.instance_name!r}"
         )
+    if settings.valkey_url and not settings.valkey_url.startswith(VALKEY_SCHEMES):
+        raise SettingsError(
+            "valkey_url must start with redis://, rediss:// or unix:// (C360_VALKEY_URL), such "
+            f"as redis://:password@127.0.0.1:6379/0; got {mask_password(settings.valkey_url)!r}"
+        )
     if settings.log_format not in ("text", "json"):
         raise SettingsError("log_format must be 'text' or 'json' (C360_LOG_FORMAT)")
     for key, source in settings.write_keys.items():
@@ -490,7 +498,7 @@ def _check_lake_endpoint(url: str) -> None:
         raise SettingsError(
             "lake_s3_endpoint must look like http://127.0.0.1:9000 or https://s3.example.com, "
             "with no path and no keys in it (C360_LAKE_S3_ENDPOINT); got "
-            f"{_mask_password(url)!r}"
+            f"{mask_password(url)!r}"
         )
 
 
@@ -511,7 +519,7 @@ def _check_mqtt_url(url: str) -> None:
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or port is None:
         raise SettingsError(
             "mqtt_url must look like mqtt://user:password@127.0.0.1:1883 (C360_MQTT_URL); got "
-            f"{_mask_password(url)!r}"
+            f"{mask_password(url)!r}"
         )
 
 
@@ -542,7 +550,7 @@ def _check_clickhouse(settings: Settings) -> None:
     ):
         raise SettingsError(
             "clickhouse_url must look like http://user:password@127.0.0.1:8123/c360 "
-            f"(C360_CLICKHOUSE_URL); got {_mask_password(url)!r}"
+            f"(C360_CLICKHOUSE_URL); got {mask_password(url)!r}"
         )
 
 
@@ -560,7 +568,8 @@ def _check_kafka_bootstrap(bootstrap: str) -> None:
             )
 
 
-def _mask_password(url: str) -> str:
+def mask_password(url: str) -> str:
+    """The URL with its password (if any) shown as ***, for messages and logs."""
     head, sep, tail = url.partition("@")
     if not sep or ":" not in head.split("//")[-1]:
         return url

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -444,15 +445,24 @@ class AsyncKafkaBus:
         by_topic: Mapping[str, Sequence[tuple[str, bytes]]],
         counters: Mapping[str, int] | None = None,
     ) -> None:
-        """Publish each topic's messages, then add to the counters (only once all are kept)."""
+        """Publish each topic's messages, then add to the counters (only once all are kept).
+
+        The events are kept once Kafka has them; the counters are Valkey's and only feed
+        /metrics. With Valkey out of reach the request still succeeds (a 500 would make
+        clients send kept events again) and the counts miss it, which the log says.
+        """
         await self._guarded(self._publish_all, by_topic)
-        if self._counters is not None and counters:
+        if self._counters is None or not counters:
+            return
+        try:
             async with self._counters.pipeline(transaction=False) as pipe:
                 for key, amount in counters.items():
                     if amount:
                         pipe.incrby(key, amount)
                 if len(pipe):
                     await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("Events kept on Kafka but not counted (Valkey: %s): %s", exc, counters)
 
     async def check(self) -> None:
         """BusUnavailable while publishes are being refused or no broker answers."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
+import psycopg_pool
 import redis
 import redis.asyncio as aioredis
 from litestar import Litestar, Request, Response, get
@@ -87,6 +89,8 @@ def create_app(settings: Settings) -> Litestar:
             InputError: _input_error,
             IdentityError: identity_error,
             BusUnavailable: _bus_unavailable,
+            psycopg.OperationalError: _store_unavailable,
+            psycopg_pool.PoolTimeout: _store_unavailable,
             HTTPException: _http_error,
             Exception: _internal_error,
         },
@@ -105,6 +109,16 @@ def _bus_unavailable(request: Request, exc: BusUnavailable) -> Response:
     log.warning("Refusing a request: %s", exc)
     return Response(
         {"code": "bus_unavailable", "message": "events cannot be stored right now; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """PostgreSQL out of reach (a profile not in the cache, an identity action): try later."""
+    log.warning("Cannot reach PostgreSQL for %s: %s", request.url.path, exc)
+    return Response(
+        {"code": "store_unavailable", "message": "the profile store is out of reach; retry soon"},
         status_code=503,
         headers={"Retry-After": "5"},
     )

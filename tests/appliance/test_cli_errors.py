@@ -194,3 +194,32 @@ def test_an_instance_name_that_cannot_name_a_consumer_is_refused(
     assert code != 0
     line = _one_line(capsys.readouterr().err)
     assert "C360_INSTANCE_NAME" in line
+
+
+def test_a_postgres_that_cannot_be_reached_is_named_with_its_password_masked(
+    tmp_path, capsys, quiet_logs, monkeypatch
+):
+    from c360.appliance.engines import free_port
+
+    monkeypatch.setenv("C360_WRITE_KEYS", "scale-key-1:web")
+    monkeypatch.setenv("C360_API_TOKENS", "a-token")
+    monkeypatch.setenv("C360_POSTGRES_DSN", f"postgresql://c360:s3cret@127.0.0.1:{free_port()}/c")
+    monkeypatch.setenv("C360_VALKEY_URL", f"redis://127.0.0.1:{free_port()}/0")
+
+    code = cli.main(["up", "--data-dir", str(tmp_path / "data"), "--port", str(free_port())])
+
+    line = _one_line(capsys.readouterr().err)
+    assert code != 0
+    assert "C360_POSTGRES_DSN" in line and "s3cret" not in line and "***" in line
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:6379", "valkey://127.0.0.1:6379", "http://x:1"])
+def test_a_valkey_url_without_a_scheme_redis_reads_is_refused(
+    tmp_path, capsys, quiet_logs, monkeypatch, url
+):
+    monkeypatch.setenv("C360_VALKEY_URL", url)
+
+    code = cli.main(["settings", "--data-dir", str(tmp_path / "data")])
+
+    assert code == cli.EXIT_USAGE
+    assert "C360_VALKEY_URL" in _one_line(capsys.readouterr().err)

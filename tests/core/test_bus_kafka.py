@@ -65,3 +65,27 @@ def test_once_the_pause_is_over_one_request_at_a_time_tries_the_broker_again(
     assert bus.tried == 2  # one more try, the other two refused while it was under way
     assert all(isinstance(answer, BusUnavailable) for answer in answers)
     bus.close()
+
+
+class KeepingBus(KafkaBus):
+    """A Kafka bus whose broker takes every publish (kept in a list)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"127.0.0.1:{free_port()}", 4)
+        self.kept: list[tuple[str, list[tuple[str, bytes]]]] = []
+
+    def publish(self, topic: str, messages: list[tuple[str, bytes]]) -> None:
+        self.kept.append((topic, list(messages)))
+
+
+def test_events_kafka_kept_are_acknowledged_even_when_valkey_cannot_count_them() -> None:
+    """A 500 here made clients send events that were already kept again (a double count)."""
+    import redis.asyncio as aioredis
+
+    bus = KeepingBus()
+    counters = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=1)
+    gateway = AsyncKafkaBus(bus, counters)
+
+    asyncio.run(gateway.publish_many(MESSAGES, {"c360:accepted:web": 1}))
+
+    assert bus.kept == [("c360-raw-events", [("customer-1", b"{}")])]

@@ -15,8 +15,8 @@ TOKEN = {"Authorization": "Bearer test-api-token"}
 RECEIVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def run(runtime, *events: dict) -> None:
-    ctx = IngestContext(source="web", received_at=RECEIVED)
+def run(runtime, *events: dict, source: str = "web") -> None:
+    ctx = IngestContext(source=source, received_at=RECEIVED)
     result = ingest(
         ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks
     )
@@ -336,3 +336,35 @@ def test_an_id_with_slashes_or_url_signs_can_be_read_back(client, runtime, user)
     assert response.status_code == 200, response.text
     assert typed.status_code == 200, typed.text
     assert {i["value"] for i in response.json()["identifiers"]} == {user}
+
+
+@pytest.mark.parametrize("failure", ["operational", "pool_timeout"])
+def test_a_store_out_of_reach_is_a_503_with_retry_after_not_a_500(client, monkeypatch, failure):
+    import psycopg
+    import psycopg_pool
+
+    from c360.api import profiles
+
+    def unreachable(runtime, reference):
+        if failure == "operational":
+            raise psycopg.OperationalError("connection to server at 127.0.0.1 failed")
+        raise psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec")
+
+    monkeypatch.setattr(profiles, "get_profile", unreachable)
+
+    response = client.get("/v1/profiles/u-1", headers=TOKEN)
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "store_unavailable"
+    assert int(response.headers["retry-after"]) > 0
+
+
+def test_profiles_can_be_listed_for_the_customers_one_source_reached(runtime):
+    from c360.profile_service import ProfileFilter, list_profiles
+
+    run(runtime, order("w-1", "web-big", "900"), order("w-2", "both", "5"))
+    run(runtime, order("c-1", "cdnow-1", "10"), order("c-2", "both", "1"), source="cdnow")
+
+    listed = list_profiles(runtime, ProfileFilter(source="cdnow"))
+
+    assert sorted(doc["revenue"] for doc in listed) == [Decimal("6"), Decimal("10")]
