@@ -372,6 +372,7 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> int:
         "port": settings.port,
         "log_level": "warning",
         "access_log": False,
+        "log_config": None,  # uvicorn's records go through c360's handler (text or JSON)
         "timeout_graceful_shutdown": 10,
     }
     if settings.gateway_processes == 1:
@@ -390,11 +391,14 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> int:
 def gateway_process_app() -> Any:
     """The app of one of several gateway processes: it dies with the process that started it,
     so a killed `c360 gateway` never leaves processes holding its port."""
-    from c360.api.app import app_from_environment
+    from c360.api.app import create_app
+    from c360.appliance import logs
     from c360.appliance.engines import die_with_parent
 
     die_with_parent(signal.SIGTERM)
-    return app_from_environment()
+    settings = load_settings()
+    logs.configure(settings)  # a process uvicorn started: the log format is set up afresh
+    return create_app(settings)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

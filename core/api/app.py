@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> Litestar:
         on_shutdown=[close],
         request_max_body_size=MAX_BATCH_BYTES * 4,
         openapi_config=None,
+        logging_config=None,  # c360.appliance.logs formats every record, in text or JSON
         debug=False,
     )
 
