@@ -40,7 +40,8 @@ class FailureReasons(dramatiq.Middleware):
         """Record the failure, or forget an earlier one once the message succeeds."""
         message_id = message.options.get("redis_message_id", message.message_id)
         if exception is None:
-            self.client.hdel(REASONS_KEY, message_id)
+            if message.options.get("retries"):  # only a retried message can have a reason
+                self.client.hdel(REASONS_KEY, message_id)
         else:
             self.client.hset(
                 REASONS_KEY, message_id, f"{type(exception).__name__}: {exception}"[:2000]

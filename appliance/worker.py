@@ -12,6 +12,7 @@ import dramatiq
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 
 from c360.adapters.bus import ID_RESOLUTION, RAW_EVENTS
+from c360.adapters.lake_parquet import table_of
 from c360.appliance import dead_letters
 from c360.runtime import Runtime
 from c360.settings import Settings
@@ -26,6 +27,12 @@ HEARTBEAT_TIMEOUT_MS = 15_000
 #: Share of broker commands that also run maintenance (re-queueing a dead worker's messages).
 MAINTENANCE_CHANCE = MAINTENANCE_SCALE // 50
 
+
+#: Actor messages a worker process takes from each queue ahead: one running, one ready to start
+#: when it ends. Dramatiq's default (twice the threads) would move small batches out of the
+#: queue, where the pumps cannot see them waiting, so they would keep sending more small ones
+#: instead of letting the next batch grow (see c360.stages.pump.MAX_QUEUED).
+QUEUE_PREFETCH = 2
 
 #: Dramatiq queues of the stage actors (see c360.stages.actors).
 QUEUE_F1, QUEUE_F2, QUEUE_F3, QUEUE_LAKE = "c360-f1", "c360-f2", "c360-f3", "c360-lake"
@@ -62,7 +69,11 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
 
     runtime = Runtime(settings, pool_size=settings.worker_threads + 2)
     actors.bind(runtime)
+    # pyarrow imports pandas for its first table, a second or more of CPU: pay it now rather
+    # than in the first lake batch, while the other stages' events wait for the processor
+    table_of([])
     worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads, worker_timeout=200)
+    worker.queue_prefetch = QUEUE_PREFETCH  # no constructor argument for it
     worker.start()
 
     stop = stop or threading.Event()
@@ -97,7 +108,7 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
             settings.batch_size * LAKE_BATCH_FACTOR,
             stop,
             linger_s=LAKE_LINGER_S,
-            across_partitions=True,
+            one_batch=True,
         ),
         Pump(
             runtime.bus,

@@ -72,6 +72,7 @@ def measure_stack(stack: str, duration_s: float, ramp: bool, verbose: bool) -> d
         "highest_rate_freshness_p95_ms": highest["freshness_p95_ms"] if highest else None,
         "baseline_p95_ms_at_1000": base["baseline_p95_ms"],
         "checks_ok": base["checks"]["ok"] and (highest is None or highest["checks"]["ok"]),
+        "checks_at_1000": base["checks"],
         "peak_mb": peaks.by_process,
     }
 

@@ -19,13 +19,15 @@ from c360.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+#: The columns go as arrays in binary (%b): in text, psycopg escapes every quote of every JSON
+#: payload in Python, which cost more than the insert itself.
 _INSERT = """
 INSERT INTO events (source, message_id, type, event, customer_key, user_id, anonymous_id,
                     event_time, received_at, revenue, identifiers, payload, warnings)
 SELECT s, m, t, e, k, u, a, et, ra, r, i::jsonb, p::jsonb, w::jsonb
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::text[], %s::timestamptz[], %s::timestamptz[], %s::numeric[], %s::text[],
-            %s::text[], %s::text[])
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+            %b::text[], %b::timestamptz[], %b::timestamptz[], %b::numeric[], %b::text[],
+            %b::text[], %b::text[])
      AS x(s, m, t, e, k, u, a, et, ra, r, i, p, w)
 ON CONFLICT (source, message_id) DO NOTHING
 """

@@ -3,6 +3,10 @@
 Each event is applied exactly once: it is marked resolved in the same transaction that changes
 its profile's aggregates, and events already resolved are skipped. Advisory locks on the
 batch's identifiers serialise competing resolutions of the same person across workers.
+
+The transaction runs in psycopg's pipeline mode: statements that do not need each other's
+results go to the server together, so a batch costs four round trips whatever its size (read,
+lock and find owners, lock profiles, write and commit) instead of one per statement.
 """
 
 from __future__ import annotations
@@ -47,23 +51,43 @@ class _Retry(Exception):
 def resolve(runtime: Runtime, payloads: Sequence[bytes]) -> int:
     """Resolve a batch of (source, messageId) references; returns events newly resolved."""
     keys = sorted({tuple(msgspec.json.decode(payload)) for payload in payloads})
-    resolved, merged = 0, []
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            with runtime.pool.connection() as conn:
-                with conn.transaction():
-                    resolved, merged = _resolve_in_transaction(conn, keys)
-            break
-        except (_Retry, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-            if attempt == MAX_ATTEMPTS:
-                raise
-            log.info("Identity batch met a concurrent change; retrying (attempt %d).", attempt)
-            time.sleep(0.05 * attempt)
-    ids = _batch_profiles(runtime, keys)
-    merged = [*merged, *_match_probabilistically(runtime, ids)]
+    resolved, resolver = _resolve_with_retries(runtime, keys)
+    ids = _touched_profiles(runtime, keys, resolved, resolver)
+    merged = [*(resolver.redirects if resolver else ()), *_match_probabilistically(runtime, ids)]
     runtime.cache.forget([str(profile_id) for profile_id in merged])  # else reads see them stale
     publish_profiles(runtime, ids)
     return resolved
+
+
+#: What a batch can meet from a concurrent one; it then runs again from the start.
+_RACES = (_Retry, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+def _resolve_with_retries(
+    runtime: Runtime, keys: list[tuple[str, str]]
+) -> tuple[int, Resolver | None]:
+    for attempt in range(1, MAX_ATTEMPTS):
+        try:
+            return _resolve_once(runtime, keys)
+        except _RACES:
+            log.info("Identity batch met a concurrent change; retrying (attempt %d).", attempt)
+            time.sleep(0.05 * attempt)
+    return _resolve_once(runtime, keys)  # the last attempt's failure goes to the caller
+
+
+def _resolve_once(runtime: Runtime, keys: list[tuple[str, str]]) -> tuple[int, Resolver | None]:
+    with runtime.pool.connection() as conn, conn.pipeline(), conn.transaction():
+        return _resolve_in_transaction(conn, keys)
+
+
+def _touched_profiles(
+    runtime: Runtime, keys: list[tuple[str, str]], resolved: int, resolver: Resolver | None
+) -> list[Any]:
+    """The live profiles of the batch's events. When every event was new the resolver placed
+    them all; otherwise (a replay) they are read back, and published again too."""
+    if resolver is not None and resolved == len(keys):
+        return list({resolver.current(profile) for profile in resolver.assignments.values()})
+    return _batch_profiles(runtime, keys)
 
 
 def refresh_profiles(runtime: Runtime, keys: Sequence[tuple[str, str]]) -> None:
@@ -114,18 +138,21 @@ def load_documents(conn: psycopg.Connection, profile_ids: Iterable[Any]) -> list
     ids = list(profile_ids)
     if not ids:
         return []
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT p.* FROM profiles p WHERE p.profile_id IN ("
-            " SELECT coalesce(merged_into, profile_id) FROM profiles WHERE profile_id = ANY(%s))",
-            (ids,),
-        ).fetchall()
-        idents = cur.execute(
+    live = "SELECT coalesce(merged_into, profile_id) FROM profiles WHERE profile_id = ANY(%s)"
+    # both statements in one round trip
+    with (
+        conn.pipeline(),
+        conn.cursor(row_factory=dict_row) as profiles,
+        conn.cursor(row_factory=dict_row) as identifiers,
+    ):
+        profiles.execute(f"SELECT p.* FROM profiles p WHERE p.profile_id IN ({live})", (ids,))
+        identifiers.execute(
             "SELECT profile_id, id_type AS type, id_value AS value, raw_value AS raw,"
-            " first_seen, last_seen FROM identifiers WHERE profile_id = ANY(%s)"
+            f" first_seen, last_seen FROM identifiers WHERE profile_id IN ({live})"
             " ORDER BY id_type, id_value",
-            ([row["profile_id"] for row in rows],),
-        ).fetchall()
+            (ids,),
+        )
+        rows, idents = profiles.fetchall(), identifiers.fetchall()
     by_profile: dict[Any, list[dict[str, Any]]] = {}
     for ident in idents:
         by_profile.setdefault(ident.pop("profile_id"), []).append(ident)
@@ -134,25 +161,24 @@ def load_documents(conn: psycopg.Connection, profile_ids: Iterable[Any]) -> list
 
 def _resolve_in_transaction(
     conn: psycopg.Connection, keys: list[tuple[str, str]]
-) -> tuple[int, list[uuid.UUID]]:
-    """Events newly resolved, and the profiles merged away on the way."""
+) -> tuple[int, Resolver | None]:
+    """Events newly resolved, and the resolver that placed them (None when none was new)."""
     facts = _load_unresolved(conn, keys)
     if not facts:
-        return 0, []
+        return 0, None
     identifiers = sorted(
         {(kind, value) for fact in facts for kind, value, _raw in fact.identifiers}
     )
-    _lock_identifiers(conn, identifiers)
+    _lock_identifiers(conn, identifiers)  # sent with the next statement, run before it
     owners = _owners(conn, identifiers)
-    profiles = _lock_profiles(conn, set(owners.values()))
-    separations = load_separations(conn, list(profiles))
+    profiles, separations = _lock_profiles(conn, set(owners.values()))
 
     resolver = Resolver(owners, profiles, separations)
     for fact in facts:
         resolver.resolve(fact)
 
-    _write(conn, resolver)
-    return len(facts), list(resolver.redirects)
+    _write(conn, resolver)  # sent with the commit
+    return len(facts), resolver
 
 
 def _load_unresolved(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> list[EventFact]:
@@ -205,19 +231,24 @@ def _owners(conn: psycopg.Connection, identifiers: list[IdKey]) -> dict[IdKey, u
 
 def _lock_profiles(
     conn: psycopg.Connection, profile_ids: set[uuid.UUID]
-) -> dict[uuid.UUID, ProfileState]:
+) -> tuple[dict[uuid.UUID, ProfileState], list[tuple[uuid.UUID, uuid.UUID]]]:
+    """Lock the owners' profiles and read their states and separations (one round trip: the
+    last two statements run after the lock, in the order sent)."""
     if not profile_ids:
-        return {}
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT * FROM profiles WHERE profile_id = ANY(%s) ORDER BY profile_id FOR UPDATE",
-            (sorted(profile_ids),),
-        ).fetchall()
-        strong = cur.execute(
+        return {}, []
+    ids = sorted(profile_ids)
+    with conn.cursor(row_factory=dict_row) as locked, conn.cursor(row_factory=dict_row) as known:
+        locked.execute(
+            "SELECT * FROM profiles WHERE profile_id = ANY(%b) ORDER BY profile_id FOR UPDATE",
+            (ids,),
+        )
+        known.execute(
             "SELECT profile_id, id_type, id_value FROM identifiers"
-            " WHERE profile_id = ANY(%s) AND trust = 2",
-            (sorted(profile_ids),),
-        ).fetchall()
+            " WHERE profile_id = ANY(%b) AND trust = 2",
+            (ids,),
+        )
+        separations = load_separations(conn, ids)
+        rows, strong = locked.fetchall(), known.fetchall()
     if len(rows) != len(profile_ids) or any(row["merged_into"] for row in rows):
         raise _Retry()
     states = {row["profile_id"]: state_from_row(row) for row in rows}
@@ -226,7 +257,7 @@ def _lock_profiles(
         state.has_strong_id = True
         if ident["id_type"] in UNIQUE_PER_PROFILE:
             state.unique_ids.setdefault(ident["id_type"], ident["id_value"])
-    return states
+    return states, separations
 
 
 _UPSERT_PROFILE = """

@@ -28,7 +28,7 @@ def _publish(runtime, keys):
 
 def test_a_lingering_pump_gathers_several_publishes_into_one_batch_across_partitions(runtime):
     sent = []
-    pump = _pump(runtime, sent, linger_s=0.5, across_partitions=True)
+    pump = _pump(runtime, sent, linger_s=0.5, one_batch=True)
     for round_ in range(3):
         _publish(runtime, [f"user-{round_}-{n}" for n in range(5)])
 
@@ -45,7 +45,7 @@ def test_a_lingering_pump_gathers_several_publishes_into_one_batch_across_partit
 def test_a_batch_of_the_same_entries_always_gets_the_same_name(runtime):
     _publish(runtime, [f"user-{n}" for n in range(8)])
     first, again = [], []
-    _pump(runtime, first, linger_s=0.1, across_partitions=True).step()
+    _pump(runtime, first, linger_s=0.1, one_batch=True).step()
     # the same entries read again, as after a crash before the acknowledgement (here through
     # a second group, which sees every entry afresh)
     other = Pump(
@@ -58,19 +58,27 @@ def test_a_batch_of_the_same_entries_always_gets_the_same_name(runtime):
         1000,
         threading.Event(),
         linger_s=0.1,
-        across_partitions=True,
+        one_batch=True,
     )
     other.step()
 
     assert first[0][0] == again[0][0]
 
 
-def test_a_pump_without_linger_keeps_each_partition_in_its_own_batches(runtime):
+def test_a_pump_cuts_what_it_read_into_batches_that_keep_each_customer_in_order(runtime):
     sent = []
-    _publish(runtime, [f"user-{n}" for n in range(20)])
+    for round_ in range(3):  # three publishes: each customer's events, in order
+        runtime.bus.publish(
+            RAW_EVENTS, [(f"user-{n}", f"user-{n} {round_}".encode()) for n in range(20)]
+        )
 
-    _pump(runtime, sent, batch_size=1000).step()
+    _pump(runtime, sent, batch_size=25).step()
 
-    names = [name for name, _payloads in sent]
-    assert len({name.split("-")[0] for name in names}) == len(names)  # one per partition
-    assert sum(len(payloads) for _name, payloads in sent) == 20
+    assert len(sent) > 1 and all(len(payloads) <= 25 for _name, payloads in sent)
+    rounds: dict[str, list[str]] = {}
+    for _name, payloads in sent:
+        for payload in payloads:
+            user, round_ = payload.split()
+            rounds.setdefault(user, []).append(round_)
+    assert rounds == {f"user-{n}": ["0", "1", "2"] for n in range(20)}
+    assert runtime.bus.backlog(RAW_EVENTS, "test-group") == 0
