@@ -517,13 +517,16 @@ def _batch_body(
     rng: random.Random, prefix: str, first: int, size: int
 ) -> tuple[bytes, list[str], dict[str, list[Any]]]:
     """A /v1/batch body of `size` events, their messageIds, and per user: events, orders,
-    revenue. Every event names its user, so each user is one profile."""
+    revenue. Every event names its user, so each user is one profile. Users are named after
+    `prefix`: runs on the same servers (pipeline.py's rising rates) share no profile, so each
+    run's checks compare the profiles with exactly what that run sent."""
     now = time.time()
     sent_at = _iso(now)
     events, ids, counts = [], [], {}
     for number in range(first, first + size):
         user = rng.randrange(USERS)
-        event = _event(rng, user, f"{prefix}-{number}", _iso(now - rng.uniform(0.05, 2.0)))
+        timestamp = _iso(now - rng.uniform(0.05, 2.0))
+        event = _event(rng, user, f"{prefix}-{number}", timestamp, audience=f"{prefix}-")
         events.append(event)
         ids.append(event["messageId"])
         tally = counts.setdefault(event["userId"], [0, 0, Decimal(0)])
@@ -536,12 +539,15 @@ def _batch_body(
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), ids, counts
 
 
-def _event(rng: random.Random, user: int, message_id: str, timestamp: str) -> dict[str, Any]:
-    """identify (15%), Order Completed (25%), Product Viewed (40%) or page (20%)."""
+def _event(
+    rng: random.Random, user: int, message_id: str, timestamp: str, audience: str = ""
+) -> dict[str, Any]:
+    """identify (15%), Order Completed (25%), Product Viewed (40%) or page (20%); `audience`
+    goes before the user's identifiers."""
     event: dict[str, Any] = {
         "messageId": message_id,
-        "userId": f"user-{user}",
-        "anonymousId": f"anon-{user * 2_654_435_761 % 2**32:08x}",
+        "userId": f"user-{audience}{user}",
+        "anonymousId": f"anon-{audience}{user * 2_654_435_761 % 2**32:08x}",
         "timestamp": timestamp,
         "context": {
             "ip": f"113.{user % 250}.{user // 250 % 250}.{user % 200 + 1}",
@@ -553,7 +559,7 @@ def _event(rng: random.Random, user: int, message_id: str, timestamp: str) -> di
     if roll < 0.15:
         event["type"] = "identify"
         event["traits"] = {
-            "email": f"khach.hang{user}@example.vn",
+            "email": f"khach.hang{audience}{user}@example.vn",
             "name": "Nguyễn Văn An",
             "city": rng.choice(("Hà Nội", "Đà Nẵng", "TP. Hồ Chí Minh")),
         }
