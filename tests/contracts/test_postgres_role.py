@@ -85,6 +85,10 @@ def fresh_dsn(request: pytest.FixtureRequest, engines: tuple[str, str]) -> str:
     return superuser_dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
+#: The schemas c360's migrations write to, as an SQL list.
+C360_SCHEMAS = "'public', 'governance', 'analytics'"
+
+
 def shipped_versions() -> list[int]:
     """Migration versions read from the package's file names, not from `migrate`."""
     names = [item.name for item in resources.files("c360.migrations").iterdir()]
@@ -96,7 +100,8 @@ def tables_created_by_sql() -> set[str]:
     found: set[str] = set()
     for item in resources.files("c360.migrations").iterdir():
         if item.name.endswith(".up.sql"):
-            found |= set(re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", item.read_text()))
+            names = re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?([\w.]+)", item.read_text())
+            found |= {name if "." in name else f"public.{name}" for name in names}
     return found
 
 
@@ -105,23 +110,28 @@ def schema_of(conn: psycopg.Connection) -> dict[str, list[tuple]]:
     return {
         "columns": conn.execute(
             "SELECT table_name, column_name, data_type, is_nullable, column_default"
-            " FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2"
+            f" FROM information_schema.columns WHERE table_schema IN ({C360_SCHEMAS})"
+            " ORDER BY 1, 2"
         ).fetchall(),
         "indexes": conn.execute(
             "SELECT tablename, indexname, indexdef FROM pg_indexes"
-            " WHERE schemaname = 'public' ORDER BY 1, 2"
+            f" WHERE schemaname IN ({C360_SCHEMAS}) ORDER BY 1, 2"
         ).fetchall(),
         "constraints": conn.execute(
-            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
-            " FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2"
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(c.oid)"
+            " FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+            f" WHERE n.nspname IN ({C360_SCHEMAS}) ORDER BY 1, 2"
         ).fetchall(),
         "extensions": conn.execute("SELECT extname FROM pg_extension ORDER BY 1").fetchall(),
     }
 
 
 def public_tables(conn: psycopg.Connection) -> set[str]:
-    rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-    return {row[0] for row in rows}
+    """Tables in c360's schemas, as schema.name."""
+    rows = conn.execute(
+        f"SELECT schemaname, tablename FROM pg_tables WHERE schemaname IN ({C360_SCHEMAS})"
+    )
+    return {f"{schema}.{name}" for schema, name in rows}
 
 
 def test_upgrade_from_empty_creates_every_table_the_migrations_declare(fresh_dsn):
@@ -129,7 +139,7 @@ def test_upgrade_from_empty_creates_every_table_the_migrations_declare(fresh_dsn
         applied = migrate.upgrade(conn)
 
         assert applied == shipped_versions()
-        assert public_tables(conn) == tables_created_by_sql() | {"schema_migrations"}
+        assert public_tables(conn) == tables_created_by_sql() | {"public.schema_migrations"}
         assert migrate.applied(conn) == shipped_versions()
 
 
@@ -150,7 +160,7 @@ def test_down_to_zero_leaves_only_the_ledger_and_up_again_rebuilds_the_same_sche
         undone = migrate.downgrade(conn, 0)
 
         assert undone == sorted(shipped_versions(), reverse=True)
-        assert public_tables(conn) == {"schema_migrations"}
+        assert public_tables(conn) == {"public.schema_migrations"}
         assert migrate.applied(conn) == []
         migrate.upgrade(conn)
         assert schema_of(conn) == full
