@@ -22,6 +22,7 @@ PERMISSIONS: dict[str, str] = {
     "exports:create": "download tables as CSV and reports as PDF",
     "reports:read": "see saved reports and their schedules",
     "reports:write": "save, schedule and share reports",
+    "identity:write": "undo merges and decide identity reviews",
     "pipeline:read": "see stage lag and the dead-letter queue",
     "pipeline:write": "replay dead-lettered events",
     "governance:read": "see attribute definitions, tracking plans, lineage and F0 runs",
@@ -46,6 +47,7 @@ BUILT_IN_ROLES: dict[str, tuple[str, ...]] = {
         "exports:create",
         "reports:read",
         "reports:write",
+        "identity:write",
         "pipeline:read",
         "governance:read",
     ),
@@ -62,8 +64,9 @@ BUILT_IN_ROLES: dict[str, tuple[str, ...]] = {
     "viewer": ("dashboards:read", "analytics:read", "segments:read", "reports:read"),
 }
 
-#: What a token from C360_API_TOKENS may do: read everything, as the F5 API always allowed.
-SETTINGS_TOKEN_PERMISSIONS: tuple[str, ...] = _READ_ALL
+#: What a token from C360_API_TOKENS may do: what the F5 API always allowed it, reading
+#: everything (personal data included) and the identity actions.
+SETTINGS_TOKEN_PERMISSIONS: tuple[str, ...] = (*_READ_ALL, "identity:write")
 
 
 @dataclass(frozen=True)

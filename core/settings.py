@@ -166,6 +166,43 @@ class Settings:
         default=None,
     )
     cache_ttl_s: int = _doc("How long a profile stays in the Valkey cache.", default=24 * 3600)
+    # accounts and sessions (issue 6)
+    session_idle_minutes: int = _doc(
+        "Minutes a signed-in browser session may sit unused before it ends.", default=60
+    )
+    session_max_hours: int = _doc(
+        "Hours after sign-in that a session ends however busy it is.", default=12
+    )
+    cookie_secure: str = _doc(
+        "When session cookies carry the Secure flag: 'auto' (when the request came over HTTPS, "
+        "directly or per X-Forwarded-Proto), 'always' or 'never'.",
+        default="auto",
+    )
+    lockout_attempts: int = _doc(
+        "Failed sign-ins in a row after which an account is locked.", default=5
+    )
+    lockout_minutes: int = _doc("Minutes a locked account stays locked.", default=15)
+    # analytics (issue 6)
+    analytics_cache_ttl_s: int = _doc(
+        "Longest an analytics answer stays in the Valkey cache (new data replaces it sooner).",
+        default=300,
+    )
+    f0_sync_minutes: int = _doc(
+        "Minutes between scheduled F0 metadata syncs; 0 runs F0 only when asked.", default=60
+    )
+    # reports by email (issue 6)
+    smtp_host: str | None = _doc(
+        "SMTP server that scheduled reports are sent through; empty sends none.", default=None
+    )
+    smtp_port: int = _doc("Port of the SMTP server.", default=587)
+    smtp_user: str | None = _doc(
+        "User to sign in to the SMTP server as; empty: no sign-in.", default=None
+    )
+    smtp_password: str | None = _doc("Secret. Password of the SMTP user.", default=None)
+    smtp_starttls: bool = _doc(
+        "Upgrade the SMTP connection with STARTTLS before signing in or sending.", default=True
+    )
+    smtp_from: str = _doc("The From address of emails c360 sends.", default="c360@localhost")
     log_format: str = _doc("'text' on a terminal, 'json' in appliance mode.", default="text")
     log_level: str = _doc("Root log level.", default="INFO")
 
@@ -201,7 +238,7 @@ class Settings:
         return shown
 
 
-SECRET_FIELDS = ("write_keys", "api_tokens", "lake_s3_secret_key")
+SECRET_FIELDS = ("write_keys", "api_tokens", "lake_s3_secret_key", "smtp_password")
 
 #: How a yes/no setting may be written, compared lower-cased; empty is no.
 _TRUE = ("true", "1", "yes", "on")
@@ -416,11 +453,33 @@ def _check(settings: Settings) -> None:
         _check_mqtt_url(settings.mqtt_url)
     _check_clickhouse(settings)
     _check_lake(settings)
+    _check_accounts(settings)
     if settings.bus_retention_hours < 1:
         raise SettingsError(
             "bus_retention_hours must be at least 1 (C360_BUS_RETENTION_HOURS); got "
             f"{settings.bus_retention_hours}"
         )
+
+
+def _check_accounts(settings: Settings) -> None:
+    if settings.cookie_secure not in ("auto", "always", "never"):
+        raise SettingsError(
+            "cookie_secure must be 'auto', 'always' or 'never' (C360_COOKIE_SECURE); got "
+            f"{settings.cookie_secure!r}"
+        )
+    for name in (
+        "session_idle_minutes",
+        "session_max_hours",
+        "lockout_attempts",
+        "lockout_minutes",
+        "analytics_cache_ttl_s",
+    ):
+        if getattr(settings, name) < 1:
+            raise SettingsError(f"{name} must be at least 1 (C360_{name.upper()})")
+    if settings.f0_sync_minutes < 0:
+        raise SettingsError("f0_sync_minutes must be 0 (off) or more (C360_F0_SYNC_MINUTES)")
+    if not 1 <= settings.smtp_port <= 65_535:
+        raise SettingsError("smtp_port must be between 1 and 65535 (C360_SMTP_PORT)")
 
 
 def _check_workers_and_logs(settings: Settings) -> None:

@@ -31,7 +31,7 @@ from c360.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 
-@get("/health")
+@get("/health", opt={"public": True})
 async def health(state: State) -> dict[str, Any]:
     """Liveness: the process answers, and Valkey (counters, stage queues) and the event bus
     (Valkey or Kafka) are reachable; 503 when either is not."""

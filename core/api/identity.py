@@ -44,7 +44,11 @@ _STATUS = {
 }
 
 
-@get("/v1/identity/profiles/{reference:str}/merges", sync_to_thread=True)
+@get(
+    "/v1/identity/profiles/{reference:str}/merges",
+    sync_to_thread=True,
+    opt={"permission": "profiles:read"},
+)
 def read_merges(request: Request, state: State, reference: str) -> Response[bytes]:
     """Every merge in the cluster of the profile known by `reference` (profile id, `type:value`
     or a bare identifier), undone ones included, oldest first, with their evidence."""
@@ -55,7 +59,12 @@ def read_merges(request: Request, state: State, reference: str) -> Response[byte
     return _json(history)
 
 
-@post("/v1/identity/merges/{merge_id:int}/undo", status_code=200, sync_to_thread=True)
+@post(
+    "/v1/identity/merges/{merge_id:int}/undo",
+    status_code=200,
+    sync_to_thread=True,
+    opt={"permission": "identity:write"},
+)
 def undo(request: Request, state: State, merge_id: int) -> Response[bytes]:
     """Undo one merge: both profiles get their events and identifiers back, their aggregates
     are recomputed, and the pair is kept apart from then on."""
@@ -64,7 +73,7 @@ def undo(request: Request, state: State, merge_id: int) -> Response[bytes]:
     return _json(undo_merge(state.runtime, merge_id, _API_ACTOR))
 
 
-@get("/v1/identity/reviews", sync_to_thread=True)
+@get("/v1/identity/reviews", sync_to_thread=True, opt={"permission": "profiles:read"})
 def read_reviews(request: Request, state: State) -> Response[bytes]:
     """Pairs queued for review with a status (pending by default), oldest first, paged."""
     _require_token(request, state)
@@ -86,7 +95,12 @@ def read_reviews(request: Request, state: State) -> Response[bytes]:
     return _json({"reviews": found, "count": len(found), **page})
 
 
-@post("/v1/identity/reviews/{review_id:int}", status_code=200, sync_to_thread=True)
+@post(
+    "/v1/identity/reviews/{review_id:int}",
+    status_code=200,
+    sync_to_thread=True,
+    opt={"permission": "identity:write"},
+)
 def decide_review(
     request: Request, state: State, review_id: int, data: Any = None
 ) -> Response[bytes]:

@@ -54,7 +54,7 @@ class SharedStateCollector:
         yield dlq
 
 
-@get("/metrics", sync_to_thread=True)
+@get("/metrics", sync_to_thread=True, opt={"public": True})
 def metrics(state: State) -> Response:
     """Prometheus exposition of c360's shared counters and backlogs."""
     registry = CollectorRegistry(auto_describe=False)

@@ -33,7 +33,7 @@ MAX_ORDERS = 1_000_000_000
 _ORDER_BY = ("revenue", "last_seen", "orders")
 
 
-@get("/v1/profiles/{reference:path}", sync_to_thread=True)
+@get("/v1/profiles/{reference:path}", sync_to_thread=True, opt={"permission": "profiles:read"})
 def read_profile(request: Request, state: State, reference: Path) -> Response[bytes]:
     """One profile by profile id, `type:value` or a bare userId / email / phone / anonymousId.
     The id may hold slashes (`x%2Fy` arrives decoded as `x/y`), hence a path parameter."""
@@ -45,7 +45,7 @@ def read_profile(request: Request, state: State, reference: Path) -> Response[by
     return _json(doc)
 
 
-@get("/v1/profiles", sync_to_thread=True)
+@get("/v1/profiles", sync_to_thread=True, opt={"permission": "profiles:read"})
 def read_profiles(request: Request, state: State) -> Response[bytes]:
     """Profiles filtered by orders, revenue and last activity; paged by limit and offset."""
     _require_token(request, state)

@@ -1,0 +1,1 @@
+"""Segments: filters over profiles, their counts, members and exports, kept current as profiles change."""
