@@ -44,6 +44,10 @@ EPILOG = """examples:
   c360 migrate --down 0 --yes         roll the schema back (drops every table)
   c360 identity train                 train the probabilistic matcher on the profiles
   c360 identity dedupe --apply        merge duplicate profiles found by score
+  c360 users create --name lan --role admin     the first administrator (asks for a password)
+  c360 users list                     who may sign in, with role and state
+  c360 roles create auditor --permissions audit:read,governance:read
+  c360 f0 sync                        apply the governance database to the running system
 """
 
 
@@ -146,6 +150,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     identity.set_defaults(func=_identity)
 
+    _add_account_commands(commands)
+
+    f0 = commands.add_parser("f0", help="F0 metadata sync: apply the governance database")
+    f0.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    f0.add_argument("action", choices=("sync",))
+    f0.add_argument("--backfill", action="store_true", help="also back-fill every active attribute")
+    f0.set_defaults(func=_f0)
+
     show = commands.add_parser("settings", help="print the settings in force (secrets masked)")
     show.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     show.set_defaults(func=_show_settings)
@@ -159,6 +171,43 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--index", type=int, default=0)
     worker.set_defaults(func=_worker)
     return parser
+
+
+def _add_account_commands(commands: Any) -> None:
+    """`c360 users ...` and `c360 roles ...`: the people who sign in, and their roles."""
+    users = commands.add_parser("users", help="manage the people who sign in to the UI")
+    users.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    actions = users.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="add a user (asks for the password twice)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, help="admin, analyst, marketer, viewer or custom")
+    create.add_argument("--email")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    actions.add_parser("list", help="every user with role and state")
+    password = actions.add_parser("set-password", help="give a user a new password")
+    password.add_argument("name")
+    password.add_argument("--password-stdin", action="store_true")
+    actions.add_parser("unlock", help="lift a lock-out").add_argument("name")
+    actions.add_parser("disable", help="stop a user signing in").add_argument("name")
+    for sub in actions.choices.values():
+        sub.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    users.set_defaults(func=_users)
+
+    roles = commands.add_parser("roles", help="list roles, or add a custom one")
+    roles.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    role_actions = roles.add_subparsers(dest="action", required=True)
+    role_actions.add_parser("list", help="every role with its permissions")
+    role_create = role_actions.add_parser("create", help="add a custom role")
+    role_create.add_argument("name")
+    role_create.add_argument(
+        "--permissions", required=True, help="comma-separated, e.g. audit:read,governance:read"
+    )
+    role_create.add_argument("--description", default="")
+    for sub in role_actions.choices.values():
+        sub.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    roles.set_defaults(func=_roles)
 
 
 def _trial(settings: Settings, args: argparse.Namespace) -> int:
@@ -289,6 +338,146 @@ def _identity(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _users(settings: Settings, args: argparse.Namespace) -> int:
+    """Manage users on the database the appliance uses (running or not)."""
+    from c360 import accounts
+
+    password = None
+    if args.action in ("create", "set-password"):
+        password = _read_password(args.password_stdin)
+    with _accounts_connection(settings) as conn:
+        actor = _cli_actor()
+        if args.action == "create":
+            user = accounts.create_user(conn, actor, args.name, args.role, password, args.email)
+            print(f"created {user.name} ({user.role}); they can sign in now")
+        elif args.action == "list":
+            _print_users(accounts.list_users(conn))
+        elif args.action == "set-password":
+            accounts.reset_password(conn, actor, args.name, password or "")
+            print(f"new password set for {args.name}; their sessions have ended")
+        elif args.action == "unlock":
+            accounts.unlock_user(conn, actor, args.name)
+            print(f"{args.name} is unlocked")
+        else:
+            accounts.disable_user(conn, actor, args.name)
+            print(f"{args.name} is disabled; their sessions have ended")
+    return EXIT_OK
+
+
+def _roles(settings: Settings, args: argparse.Namespace) -> int:
+    """List roles, or add a custom role."""
+    from c360 import accounts
+
+    with _accounts_connection(settings) as conn:
+        if args.action == "create":
+            names = [name.strip() for name in args.permissions.split(",") if name.strip()]
+            role = accounts.create_role(conn, _cli_actor(), args.name, names, args.description)
+            print(f"created role {role.name}: {', '.join(role.permissions) or 'no permissions'}")
+        else:
+            for role in accounts.list_roles(conn):
+                kind = "built-in" if role.built_in else "custom"
+                print(f"{role.name:<16} {kind:<9} {', '.join(role.permissions)}")
+    return EXIT_OK
+
+
+def _f0(settings: Settings, args: argparse.Namespace) -> int:
+    """Run F0 once and print the run's outcome."""
+    import dataclasses
+
+    from c360.governance import f0
+    from c360.runtime import Runtime
+
+    with _database(settings, share=True) as dsn, _valkey(settings) as url:
+        runtime = Runtime(dataclasses.replace(settings, postgres_dsn=dsn, valkey_url=url))
+        try:
+            run = f0.sync(runtime, _cli_actor(), backfill=args.backfill, trigger="cli")
+        finally:
+            runtime.close()
+    print(_JSON.encode(run.as_dict()).decode())
+    return EXIT_OK if run.outcome != "failed" else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _accounts_connection(settings: Settings) -> Iterator[Any]:
+    """A connection to the appliance's database, migrated; a refused change (a short password,
+    an unknown role, a duplicate name) becomes a usage error with c360's message."""
+    import psycopg
+
+    from c360 import migrate
+    from c360.accounts import AccountError
+
+    with _database(settings, share=True) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        migrate.upgrade(conn)
+        try:
+            yield conn
+        except AccountError as exc:
+            raise UsageError(exc.message) from exc
+
+
+@contextlib.contextmanager
+def _valkey(settings: Settings) -> Iterator[str]:
+    """The URL of the configured Valkey, of the one a running appliance serves on the folder,
+    or of one started for the command (the folder is then this command's: `_database` holds
+    its lock)."""
+    import redis
+
+    from c360.appliance.engines import EmbeddedValkey
+
+    if settings.valkey_url:
+        yield settings.valkey_url
+        return
+    engine = EmbeddedValkey(settings.data_dir)
+    try:
+        redis.Redis.from_url(engine.url, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError):
+        engine.start()
+        try:
+            yield engine.url
+        finally:
+            engine.stop()
+        return
+    yield engine.url
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The password from stdin (its line ending dropped), or asked for twice on the terminal;
+    there is no default password anywhere."""
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password (12 characters or more): ")
+    if getpass.getpass("the same password again: ") != first:
+        raise UsageError("the two passwords differ; run the command again")
+    return first
+
+
+def _cli_actor() -> str:
+    """How the audit log names whoever runs the command: `cli:<OS user>`."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return f"cli:uid-{os.getuid()}"
+
+
+def _print_users(users: list[Any]) -> None:
+    if not users:
+        print("no users yet: create the first with `c360 users create --name NAME --role admin`")
+        return
+    for user in users:
+        state = "disabled" if user.disabled else "locked" if _locked(user) else "active"
+        last = f"{user.last_sign_in_at:%Y-%m-%d %H:%M} UTC" if user.last_sign_in_at else "never"
+        print(f"{user.name:<24} {user.role:<12} {state:<9} last sign-in {last}")
+
+
+def _locked(user: Any) -> bool:
+    from datetime import UTC, datetime
+
+    return user.locked_until is not None and user.locked_until > datetime.now(UTC)
+
+
 def _refresh_cached_profiles(settings: Settings, dsn: str, profile_ids: list[Any]) -> str:
     """Give a running appliance's profile cache the merged profiles' new documents (and drop
     the merged-away ones), so reads are not stale; a stopped one clears its cache at start."""
@@ -364,7 +553,7 @@ def _show_settings(settings: Settings, args: argparse.Namespace) -> int:
 def _gateway(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from c360.api.app import create_app
+    from c360.appliance.web import web_app
     from c360.settings import to_environment
 
     options: dict[str, Any] = {
@@ -376,7 +565,7 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": 10,
     }
     if settings.gateway_processes == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(web_app(settings), **options)
     else:  # each process builds its app from the C360_* environment the stack passed down
         os.environ.update(to_environment(settings))
         uvicorn.run(
@@ -391,14 +580,14 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> int:
 def gateway_process_app() -> Any:
     """The app of one of several gateway processes: it dies with the process that started it,
     so a killed `c360 gateway` never leaves processes holding its port."""
-    from c360.api.app import create_app
     from c360.appliance import logs
     from c360.appliance.engines import die_with_parent
+    from c360.appliance.web import web_app
 
     die_with_parent(signal.SIGTERM)
     settings = load_settings()
     logs.configure(settings)  # a process uvicorn started: the log format is set up afresh
-    return create_app(settings)
+    return web_app(settings)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

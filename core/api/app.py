@@ -1,21 +1,33 @@
-"""The Litestar application: gateway, F5 API, identity actions and health, with JSON errors
-`{code, message}`."""
+"""The Litestar application: gateway, F5 API, identity actions, accounts and health, with JSON
+errors `{code, message}` (pages get a redirect to sign in, or a small HTML page).
+
+Every route declares the permission it needs or that it is public; the guard in c360.api.auth
+enforces it, and the app refuses to start when a route declares neither.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from importlib import metadata
 from typing import Any
 
+import anyio.to_thread
 import psycopg
 import psycopg_pool
 import redis
 import redis.asyncio as aioredis
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 
+from c360 import accounts
+from c360.api import accounts as accounts_api
+from c360.api.auth import AuthenticationMiddleware, check_routes, guard, refusal_response
 from c360.api.gateway import make_handlers
 from c360.api.gzip import GzipRequestMiddleware
 from c360.api.identity import decide_review, identity_error, read_merges, read_reviews, undo
@@ -48,8 +60,14 @@ def app_from_environment() -> Litestar:
     return create_app(load_settings())
 
 
-def create_app(settings: Settings) -> Litestar:
-    """The app for these settings; connections open on start-up and close on shutdown."""
+def create_app(
+    settings: Settings,
+    extra_route_handlers: Sequence[Any] = (),
+    template_config: Any = None,
+) -> Litestar:
+    """The app for these settings, with any extra routes (the UI's pages, handed in by the
+    appliance) and their template set-up; connections open on start-up and close on shutdown.
+    Raises UnguardedRoute when a route declares neither a permission nor that it is public."""
     valkey = aioredis.Redis.from_url(settings.valkey_url)
     runtime = Runtime(settings)
     state = State(
@@ -66,7 +84,10 @@ def create_app(settings: Settings) -> Litestar:
         await valkey.aclose()
         runtime.close()
 
-    return Litestar(
+    async def sync_roles() -> None:
+        await anyio.to_thread.run_sync(_sync_built_in_roles, runtime)
+
+    app = Litestar(
         route_handlers=[
             *make_handlers(),
             read_profile,
@@ -77,9 +98,16 @@ def create_app(settings: Settings) -> Litestar:
             decide_review,
             health,
             metrics,
+            accounts_api.ROUTER,
+            *extra_route_handlers,
         ],
         state=state,
-        middleware=[DefineMiddleware(GzipRequestMiddleware, max_bytes=MAX_BATCH_BYTES * 2)],
+        middleware=[
+            DefineMiddleware(GzipRequestMiddleware, max_bytes=MAX_BATCH_BYTES * 2),
+            DefineMiddleware(AuthenticationMiddleware),
+        ],
+        guards=[guard],
+        template_config=template_config,
         cors_config=CORSConfig(
             allow_origins=["*"],
             allow_methods=["GET", "POST", "OPTIONS"],
@@ -94,15 +122,56 @@ def create_app(settings: Settings) -> Litestar:
             HTTPException: _http_error,
             Exception: _internal_error,
         },
+        on_startup=[sync_roles],
         on_shutdown=[close],
         request_max_body_size=MAX_BATCH_BYTES * 4,
-        openapi_config=None,
+        openapi_config=_openapi(),
         logging_config=None,  # c360.appliance.logs formats every record, in text or JSON
         debug=False,
     )
+    check_routes(app)
+    return app
+
+
+def _openapi() -> OpenAPIConfig:
+    """The OpenAPI document of the /v1 API at /schema/openapi.json (public: it describes the
+    API, it grants nothing); JSON only, so no documentation site loads scripts from a CDN."""
+    return OpenAPIConfig(
+        title="c360",
+        version=_version(),
+        description="Events in, unified customer profiles out: gateway, F5 analytics and "
+        "profile API, identity actions, accounts. Authenticate with a session cookie "
+        "(POST /v1/session) or `Authorization: Bearer <token>`.",
+        render_plugins=[JsonRenderPlugin()],
+        openapi_router=Router(
+            path="/schema", route_handlers=[], opt={"public": True}, include_in_schema=False
+        ),
+    )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("c360")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def _sync_built_in_roles(runtime: Runtime) -> None:
+    """Bring the built-in roles in step with this version's code; a database not migrated
+    yet (a gateway started before `c360 migrate`) is left for the migration to seed."""
+    try:
+        with runtime.pool.connection() as conn:
+            changed = accounts.ensure_built_in_roles(conn)
+    except psycopg.errors.UndefinedTable:
+        log.warning("The governance tables are missing: run `c360 migrate`.")
+        return
+    if changed:
+        log.info("Brought the built-in roles %r in step with this version.", changed)
 
 
 def _input_error(request: Request, exc: InputError) -> Response:
+    if exc.status_code in (401, 403):
+        return refusal_response(request, exc.status_code, exc.code, exc.message)
     return Response({"code": exc.code, "message": exc.message}, status_code=exc.status_code)
 
 
@@ -128,9 +197,15 @@ def _store_unavailable(request: Request, exc: Exception) -> Response:
 def _http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 413:  # over Litestar's body limit: answer like any oversized body
         return Response(_too_large(request.url.path), status_code=400)
-    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
-        exc.status_code, "http_error"
-    )
+    code = {
+        400: "bad_request",
+        401: "not_signed_in",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+    }.get(exc.status_code, "http_error")
+    if exc.status_code in (401, 403):  # raised by a page: redirect to sign in, or say so
+        return refusal_response(request, exc.status_code, code, exc.detail)
     return Response({"code": code, "message": exc.detail}, status_code=exc.status_code)
 
 

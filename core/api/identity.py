@@ -15,7 +15,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 
 from c360 import merges
-from c360.api.profiles import _integer, _json, _require_token
+from c360.api.profiles import _integer, _json
 from c360.errors import InputError
 from c360.profile_service import decide, profile_merges, reviews, undo_merge
 
@@ -52,7 +52,6 @@ _STATUS = {
 def read_merges(request: Request, state: State, reference: str) -> Response[bytes]:
     """Every merge in the cluster of the profile known by `reference` (profile id, `type:value`
     or a bare identifier), undone ones included, oldest first, with their evidence."""
-    _require_token(request, state)
     history = profile_merges(state.runtime, reference)
     if history is None:
         raise NotFoundException(f"no profile is known by {reference!r}")
@@ -68,7 +67,6 @@ def read_merges(request: Request, state: State, reference: str) -> Response[byte
 def undo(request: Request, state: State, merge_id: int) -> Response[bytes]:
     """Undo one merge: both profiles get their events and identifiers back, their aggregates
     are recomputed, and the pair is kept apart from then on."""
-    _require_token(request, state)
     _check_id(merge_id, merges.MergeNotFound, "merge")
     return _json(undo_merge(state.runtime, merge_id, _API_ACTOR))
 
@@ -76,7 +74,6 @@ def undo(request: Request, state: State, merge_id: int) -> Response[bytes]:
 @get("/v1/identity/reviews", sync_to_thread=True, opt={"permission": "profiles:read"})
 def read_reviews(request: Request, state: State) -> Response[bytes]:
     """Pairs queued for review with a status (pending by default), oldest first, paged."""
-    _require_token(request, state)
     params = request.query_params
     unknown = sorted(set(params.keys()) - set(REVIEW_PARAMETERS))
     if unknown:
@@ -106,7 +103,6 @@ def decide_review(
 ) -> Response[bytes]:
     """Decide a queued pair: `{"decision": "accept" | "reject", "note": "..."}`. Accept merges
     the two (rule "review"); reject keeps them apart for good."""
-    _require_token(request, state)
     _check_id(review_id, merges.ReviewNotFound, "review")
     accept, note = _decision(data)
     return _json(decide(state.runtime, review_id, accept, _API_ACTOR, note))

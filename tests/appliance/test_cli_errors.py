@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from c360 import migrate
 from c360.appliance import cli
 
 GOOD_LINE = " 00001 19970101  1   11.77\r\n"
@@ -132,7 +133,7 @@ def test_up_without_an_api_token_warns_that_the_api_refuses_everything(
     assert "profile API will refuse every request until C360_API_TOKENS is set" in err
 
 
-@pytest.mark.parametrize("version", ["-1", "5"])
+@pytest.mark.parametrize("version", ["-1", str(migrate.available()[-1].version + 1)])
 def test_a_roll_back_to_a_version_that_cannot_exist_is_refused(
     tmp_path, capsys, quiet_logs, version
 ):
