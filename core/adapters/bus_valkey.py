@@ -10,6 +10,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -122,6 +123,30 @@ class ValkeyBus:
             else:
                 total += int(self._client.xlen(stream))
         return total
+
+    def oldest_waiting(self, topic: str, group: str) -> datetime | None:
+        """When the oldest entry `group` has not acknowledged was published (a stream id starts
+        with its milliseconds), or None when nothing waits."""
+        oldest = None
+        for stream in stream_names(topic, self._partitions):
+            first = self._first_unacknowledged(stream, group)
+            if first is not None:
+                ms = int(first.split("-")[0])
+                oldest = ms if oldest is None else min(oldest, ms)
+        return None if oldest is None else datetime.fromtimestamp(oldest / 1000, UTC)
+
+    def _first_unacknowledged(self, stream: str, group: str) -> str | None:
+        if not self._client.exists(stream):
+            return None
+        groups = self._client.xinfo_groups(stream)
+        info = next((g for g in groups if _text(g["name"]) == group), None)
+        if info is None:  # the stage has not read yet: everything waits
+            first = self._client.xrange(stream, count=1)
+            return _text(first[0][0]) if first else None
+        if int(info.get("pending") or 0):
+            return _text(self._client.xpending(stream, group)["min"])
+        after = self._client.xrange(stream, min="(" + _text(info["last-delivered-id"]), count=1)
+        return _text(after[0][0]) if after else None
 
     def read_all(self, topic: str) -> list[bytes]:
         """All messages still on a topic, partition by partition."""

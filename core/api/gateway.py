@@ -1,7 +1,9 @@
 """The Segment HTTP Tracking API: `POST /v1/{track,identify,page,screen,group,alias,batch}`.
 
-A request is authenticated by its write key (Basic-auth user, or `writeKey` in the body), run
-through F1 inline, and its accepted events published to `c360-raw-events` keyed by customer;
+A request is authenticated by its write key (Basic-auth user, or `writeKey` in the body): a key
+from settings (C360_WRITE_KEYS), or one stored in PostgreSQL and held in the process's keyring
+(`c360.governance.keyring`, never a query per request). It is run through F1 inline, with the
+source's tracking plans, and its accepted events published to `c360-raw-events` keyed by customer;
 rejected ones go to `c360-dlq` with their reason. A single-event endpoint whose event is
 rejected answers 400 `{code, message}`; `/v1/batch` answers 200 with counts, `errors` and
 `warnings`, each entry naming its event by `index` (and messageId). A 200 means every accepted
@@ -17,6 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from litestar import Request, Response, post
 from litestar.datastructures import State
 
@@ -25,6 +28,8 @@ from c360.adapters.bus import DLQ, RAW_EVENTS
 from c360.errors import InputError, Unauthorized
 from c360.events.f1 import IngestContext, IngestResult, ParsedRequest, ingest, parse_request
 from c360.events.model import Rejection, encode
+from c360.governance.keyring import Keyring, Snapshot
+from c360.governance.tracking_plans import Hit, queue_hits
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,8 @@ async def accept(request: Request, state: State, endpoint_type: str | None) -> R
     """Run one Segment request through auth, F1 and the bus."""
     settings = state.settings
     received_at = datetime.now(UTC)
-    source = _source_from_header(request, settings.write_keys)
+    keys = RequestKeys(settings.write_keys, await _keyring(state).snapshot(), received_at)
+    source = _source_from_header(request, keys)
     body = await request.body()
     try:
         parsed = parse_request(body, endpoint_type)
@@ -44,7 +50,7 @@ async def accept(request: Request, state: State, endpoint_type: str | None) -> R
             await _dead_letter_request(state, source, received_at, body, exc)
         raise
     if source is None:
-        source = _source_from_body(parsed, settings.write_keys)
+        source = _source_from_body(parsed, keys)
 
     ctx = IngestContext(
         source=source,
@@ -55,7 +61,8 @@ async def accept(request: Request, state: State, endpoint_type: str | None) -> R
         batch_context=parsed.context,
         batch_integrations=parsed.integrations,
     )
-    result = ingest(parsed, ctx, settings, state.hooks)
+    check = keys.snapshot.checker(source)
+    result = ingest(parsed, ctx, settings, state.hooks, check)
     await state.bus.publish_many(
         {
             RAW_EVENTS: [(e.customer_key, encode(e)) for e in result.accepted],
@@ -63,6 +70,8 @@ async def accept(request: Request, state: State, endpoint_type: str | None) -> R
         },
         counters.increments(source, len(result.accepted), len(result.rejected)),
     )
+    if check is not None and check.hits:
+        await _count_violations(state, check.hits)
     if endpoint_type is not None and result.rejected:
         # the request's only event was refused: say so as an error, not as a 200 success
         (rejection,) = result.rejected
@@ -88,7 +97,45 @@ def _answer(result: IngestResult) -> dict[str, Any]:
     }
 
 
-def _source_from_header(request: Request, write_keys: dict[str, str]) -> str | None:
+class RequestKeys:
+    """The write keys a request is checked against: settings keys first, then stored ones."""
+
+    def __init__(self, settings_keys: dict[str, str], snapshot: Snapshot, now: datetime) -> None:
+        self.settings_keys = settings_keys
+        self.snapshot = snapshot
+        self.now = now
+
+    def source_for(self, key: str) -> str:
+        """The source of a key that works now; Unauthorized for any other key."""
+        source = self.settings_keys.get(key) or self.snapshot.source_for(key, self.now)
+        if source is None:
+            raise Unauthorized(
+                "unknown_write_key",
+                "the write key is not known, or was revoked or rotated out: check the source's key",
+            )
+        return source
+
+
+def _keyring(state: State) -> Keyring:
+    """The process's keyring, made on first use."""
+    keyring = state.get("keyring")
+    if keyring is None:
+        keyring = state["keyring"] = Keyring(state.runtime, state.valkey)
+    return keyring
+
+
+async def _count_violations(state: State, hits: list[Hit]) -> None:
+    """Count tracking-plan violations; the events are on the bus already, so a failure to
+    count is logged, not answered with an error that would make the client send them again."""
+    try:
+        async with state.valkey.pipeline(transaction=False) as pipe:
+            queue_hits(pipe, hits)
+            await pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        log.warning("Could not count %d tracking-plan violation(s): %s", len(hits), exc)
+
+
+def _source_from_header(request: Request, keys: RequestKeys) -> str | None:
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("basic "):
         return None
@@ -98,25 +145,16 @@ def _source_from_header(request: Request, write_keys: dict[str, str]) -> str | N
         raise Unauthorized(
             "invalid_auth", "the Authorization header is not valid Basic auth"
         ) from exc
-    key = decoded.partition(":")[0]
-    if key not in write_keys:
-        raise Unauthorized(
-            "unknown_write_key", "the write key is not known; check the source's key"
-        )
-    return write_keys[key]
+    return keys.source_for(decoded.partition(":")[0])
 
 
-def _source_from_body(parsed: ParsedRequest, write_keys: dict[str, str]) -> str:
+def _source_from_body(parsed: ParsedRequest, keys: RequestKeys) -> str:
     if parsed.write_key is None:
         raise Unauthorized(
             "missing_write_key",
             "send the source's write key as the Basic-auth user or as `writeKey` in the body",
         )
-    if parsed.write_key not in write_keys:
-        raise Unauthorized(
-            "unknown_write_key", "the write key is not known; check the source's key"
-        )
-    return write_keys[parsed.write_key]
+    return keys.source_for(parsed.write_key)
 
 
 async def _dead_letter_request(

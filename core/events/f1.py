@@ -2,7 +2,9 @@
 learns at once what was rejected) and by the F1 actor for events from connectors.
 
 `parse_request` splits an HTTP body into raw events; `validate_and_enrich` turns one raw event
-into an `Event` or a `Rejection` bound for the dead-letter topic.
+into an `Event` or a `Rejection` bound for the dead-letter topic. An optional `EventCheck` (the
+source's tracking plans, see `c360.governance.tracking_plans`) runs after validation: it may
+add a warning to the event or send it to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import msgspec
 import pluggy
@@ -90,6 +92,23 @@ class IngestResult:
     rejected_at: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a check says of a valid event: `flag` keeps it with `message` as a warning, `dlq`
+    rejects it to the dead-letter topic with `code` and `message`."""
+
+    action: Literal["flag", "dlq"]
+    code: str
+    message: str
+
+
+class EventCheck(Protocol):
+    """A check run on each event that passed validation; None when the event is fine."""
+
+    def __call__(self, event: Event) -> Verdict | None:
+        """The verdict on one event."""
+
+
 class _BatchEnvelope(msgspec.Struct):
     batch: list[msgspec.Raw]
     writeKey: Any = None
@@ -160,10 +179,14 @@ def _too_deep_error() -> InputError:
 
 
 def validate_and_enrich(
-    raw: bytes, ctx: IngestContext, settings: Settings, hooks: pluggy.HookRelay
+    raw: bytes,
+    ctx: IngestContext,
+    settings: Settings,
+    hooks: pluggy.HookRelay,
+    check: EventCheck | None = None,
 ) -> Event | Rejection:
     """One raw event in; an enriched Event or a Rejection (with the reason) out."""
-    return _one(raw, ctx, settings, _enrichers(hooks), known_clean=False)
+    return _one(raw, ctx, settings, _enrichers(hooks), known_clean=False, check=check)
 
 
 def ingest(
@@ -171,12 +194,13 @@ def ingest(
     ctx: IngestContext,
     settings: Settings,
     hooks: pluggy.HookRelay,
+    check: EventCheck | None = None,
 ) -> IngestResult:
-    """Run F1 over every event of a parsed request."""
+    """Run F1 over every event of a parsed request; `check` (if any) runs on each valid one."""
     result = IngestResult()
     enrichers = _enrichers(hooks)
     for index, raw in enumerate(parsed.events):
-        outcome = _one(raw, ctx, settings, enrichers, parsed.known_clean)
+        outcome = _one(raw, ctx, settings, enrichers, parsed.known_clean, check)
         if isinstance(outcome, Event):
             result.accepted.append(outcome)
             result.accepted_at.append(index)
@@ -192,11 +216,18 @@ def _one(
     settings: Settings,
     enrichers: list[pluggy.HookImpl],
     known_clean: bool,
+    check: EventCheck | None = None,
 ) -> Event | Rejection:
     try:
         event = _validate(raw, ctx, settings, known_clean)
     except InputError as exc:
         return _reject(raw, ctx, exc.code, exc.message)
+    # checked as the client sent it, before enrichers add their facts
+    verdict = check(event) if check is not None else None
+    if verdict is not None:
+        if verdict.action == "dlq":
+            return _reject(raw, ctx, verdict.code, verdict.message)
+        event.warnings.append(verdict.message)
     _enrich(event, ctx.client_ip, settings, enrichers)
     return event
 
