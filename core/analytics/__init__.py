@@ -1,1 +1,2 @@
-"""Analytics over the profile store and the lake: overview, trends, RFM, cohorts, lifetime value (F5)."""
+"""Analytics over the profile store and the lake (F5): overview, trends, RFM, cohorts and
+customer lifetime value."""

@@ -11,11 +11,18 @@ from litestar.datastructures import State
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from c360.adapters.bus import DLQ, ID_RESOLUTION, RAW_EVENTS
+from c360.adapters.bus import DLQ, ID_RESOLUTION, RAW_EVENTS, UPDATED_PROFILES
+from c360.analytics import cache as analytics_cache
 from c360.stages import F2_GROUP, F3_GROUP, LAKE_GROUP
+from c360.stages.segments_stage import SEGMENTS_GROUP
 
 #: The backlog of each stage: entries of its topic it has not acknowledged yet.
-STAGES = ((RAW_EVENTS, F2_GROUP), (RAW_EVENTS, LAKE_GROUP), (ID_RESOLUTION, F3_GROUP))
+STAGES = (
+    (RAW_EVENTS, F2_GROUP),
+    (RAW_EVENTS, LAKE_GROUP),
+    (ID_RESOLUTION, F3_GROUP),
+    (UPDATED_PROFILES, SEGMENTS_GROUP),
+)
 
 
 class SharedStateCollector:
@@ -52,6 +59,28 @@ class SharedStateCollector:
         dlq = GaugeMetricFamily("c360_dlq_entries", "Entries kept on the c360-dlq topic.")
         dlq.add_metric([], sum(valkey.xlen(key) for key in valkey.scan_iter(match=f"{DLQ}:*")))
         yield dlq
+        yield from analytics_cache_metrics(valkey)
+
+
+def analytics_cache_metrics(valkey: Any) -> Iterator[Any]:
+    """Hits and misses of the analytics answer cache, and the share of hits (0 before any
+    question, rather than a NaN that breaks dashboards)."""
+    hits, misses = analytics_cache.counts(valkey)
+    hit_family = CounterMetricFamily(
+        "c360_analytics_cache_hits", "Analytics questions answered from the Valkey cache."
+    )
+    hit_family.add_metric([], hits)
+    yield hit_family
+    miss_family = CounterMetricFamily(
+        "c360_analytics_cache_misses", "Analytics questions computed on the lake or the store."
+    )
+    miss_family.add_metric([], misses)
+    yield miss_family
+    ratio = GaugeMetricFamily(
+        "c360_analytics_cache_hit_ratio", "Share of analytics questions answered from the cache."
+    )
+    ratio.add_metric([], hits / (hits + misses) if hits + misses else 0.0)
+    yield ratio
 
 
 @get("/metrics", sync_to_thread=True, opt={"public": True})
