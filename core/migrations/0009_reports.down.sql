@@ -1,0 +1,3 @@
+DROP TABLE analytics.report_runs;
+DROP TABLE analytics.report_schedules;
+DROP TABLE analytics.saved_reports;
