@@ -30,6 +30,7 @@ from psycopg.types.json import Jsonb
 
 from c360.errors import C360Error
 from c360.events.identifiers import UNIQUE_PER_PROFILE
+from c360.governance import attributes, consent
 from c360.profiles import (
     FACT_COLUMNS,
     ProfileState,
@@ -130,6 +131,7 @@ def merge_profiles(
         merge_into(target, state_from_row(rows[merged]))
         write_profiles(cur, [target])
         _repoint(cur, merged, surviving)
+        _refresh_governed(cur, [surviving])
         merge_id = _insert_merge(cur, surviving, merged, rule, evidence, decided_by)
     log.info("Merged profile %r into %r by %r (merge %d).", merged, surviving, rule, merge_id)
     return merge_id
@@ -175,6 +177,8 @@ def unmerge(
         _follow_identifiers(cur, root, merged)
         _recompute(cur, root)
         _recompute(cur, merged)
+        consent.rebuild(cur, [root, merged])  # each side's choices come from its own events
+        _refresh_governed(cur, [root, merged])
         _separate(
             cur,
             merge["surviving_id"],
@@ -370,6 +374,14 @@ def _repoint(cur: psycopg.Cursor, merged: uuid.UUID, surviving: uuid.UUID) -> No
     )
     cur.execute("UPDATE identifiers SET profile_id = %s WHERE profile_id = %s", (surviving, merged))
     cur.execute("UPDATE events SET profile_id = %s WHERE profile_id = %s", (surviving, merged))
+    consent.fold(cur, merged, surviving)
+
+
+def _refresh_governed(cur: psycopg.Cursor, profile_ids: list[uuid.UUID]) -> None:
+    """Recompute the defined attributes (F0's) of profiles whose events just moved, as F3
+    would for new events; without it a merge made here leaves them stale until a back-fill."""
+    definitions = attributes.active_definitions(cur.connection)
+    attributes.apply_to_profiles(cur.connection, definitions, profile_ids)
 
 
 def _insert_merge(

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import redis
 from psycopg.rows import dict_row
 
 from c360 import merges
+from c360.analytics import cache as analytics_cache
 from c360.errors import AdapterError
 from c360.events.identifiers import identifier_id, normalise_email, normalise_phone
 from c360.events.text import clean_text
@@ -146,7 +148,9 @@ def _refreshed(runtime: Runtime, profile_ids: list[Any]) -> list[dict[str, Any]]
     """Forget the cached documents of these ids, then cache and publish their live profiles."""
     try:
         runtime.cache.forget([str(profile_id) for profile_id in profile_ids])
-    except AdapterError as exc:  # PostgreSQL holds the truth; the cache entries expire
+        # a merge or unmerge moves customers between profiles: cached analytics are stale
+        analytics_cache.note_new_data(runtime.valkey)
+    except (AdapterError, redis.RedisError) as exc:  # the entries expire on their own
         log.warning("Profile cache unavailable; %r may read stale: %s", profile_ids, exc)
     return publish_profiles(runtime, profile_ids)
 

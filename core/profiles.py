@@ -39,6 +39,8 @@ class EventFact:
     revenue: Decimal | None
     identifiers: list[list[str]]
     traits: dict[str, Any] | None
+    #: Segment's context.consent.categoryPreferences: purpose -> granted, as sent
+    consent: dict[str, Any] | None = None
 
     @property
     def is_order(self) -> bool:
@@ -77,7 +79,8 @@ class ProfileState:
 #: so a replayed event is the same fact F3 applied.
 FACT_COLUMNS = (
     "source, message_id, type, event, event_time, received_at, revenue, identifiers,"
-    " CASE WHEN type = 'identify' THEN payload->'traits' ELSE payload->'context'->'traits' END"
+    " CASE WHEN type = 'identify' THEN payload->'traits' ELSE payload->'context'->'traits' END,"
+    " payload->'context'->'consent'->'categoryPreferences'"
 )
 
 
@@ -93,6 +96,7 @@ def fact_from_row(row: Sequence[Any]) -> EventFact:
         revenue=row[6],
         identifiers=row[7],
         traits=row[8] if isinstance(row[8], dict) else None,
+        consent=row[9] if len(row) > 9 and isinstance(row[9], dict) else None,
     )
 
 

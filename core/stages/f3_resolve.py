@@ -7,6 +7,12 @@ batch's identifiers serialise competing resolutions of the same person across wo
 The transaction runs in psycopg's pipeline mode: statements that do not need each other's
 results go to the server together, so a batch costs four round trips whatever its size (read,
 lock and find owners, lock profiles, write and commit) instead of one per statement.
+
+In the same transaction F3 records the consent the batch's events carry and recomputes the
+active defined attributes (c360.governance.attributes) of the profiles it wrote, in one
+statement over their stored events: a replay recomputes the same values, so neither breaks
+exactly-once. Windowed attributes change as time passes without any event; F0's back-fill
+recomputes them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from psycopg.types.json import Jsonb
 from c360.adapters.bus import UPDATED_PROFILES
 from c360.errors import C360Error
 from c360.events.identifiers import TRUST, UNIQUE_PER_PROFILE
+from c360.governance import consent
+from c360.governance.attributes import Definition, DefinitionCache, apply_to_profiles
 from c360.identity import IdKey, Resolver
 from c360.profiles import (
     FACT_COLUMNS,
@@ -42,6 +50,9 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 
 _JSON = msgspec.json.Encoder(decimal_format="number")
+
+#: This process's copy of the active attribute definitions (one Valkey GET per batch).
+_DEFINITIONS = DefinitionCache()
 
 
 class _Retry(Exception):
@@ -76,8 +87,9 @@ def _resolve_with_retries(
 
 
 def _resolve_once(runtime: Runtime, keys: list[tuple[str, str]]) -> tuple[int, Resolver | None]:
+    definitions = _DEFINITIONS.current(runtime)
     with runtime.pool.connection() as conn, conn.pipeline(), conn.transaction():
-        return _resolve_in_transaction(conn, keys)
+        return _resolve_in_transaction(conn, keys, definitions)
 
 
 def _touched_profiles(
@@ -160,7 +172,9 @@ def load_documents(conn: psycopg.Connection, profile_ids: Iterable[Any]) -> list
 
 
 def _resolve_in_transaction(
-    conn: psycopg.Connection, keys: list[tuple[str, str]]
+    conn: psycopg.Connection,
+    keys: list[tuple[str, str]],
+    definitions: Sequence[Definition] = (),
 ) -> tuple[int, Resolver | None]:
     """Events newly resolved, and the resolver that placed them (None when none was new)."""
     facts = _load_unresolved(conn, keys)
@@ -177,7 +191,7 @@ def _resolve_in_transaction(
     for fact in facts:
         resolver.resolve(fact)
 
-    _write(conn, resolver)  # sent with the commit
+    _write(conn, resolver, facts, definitions)  # sent with the commit
     return len(facts), resolver
 
 
@@ -290,7 +304,12 @@ def write_profiles(cur: psycopg.Cursor, states: Iterable[ProfileState]) -> None:
     cur.executemany(_UPSERT_PROFILE, [_profile_row(state) for state in states])
 
 
-def _write(conn: psycopg.Connection, resolver: Resolver) -> None:
+def _write(
+    conn: psycopg.Connection,
+    resolver: Resolver,
+    facts: Sequence[EventFact] = (),
+    definitions: Sequence[Definition] = (),
+) -> None:
     merged_away = set(resolver.redirects)
     live = [state for pid, state in resolver.profiles.items() if pid not in merged_away]
     with conn.cursor() as cur:
@@ -321,7 +340,23 @@ def _write(conn: psycopg.Connection, resolver: Resolver) -> None:
                     for c in resolver.conflicts
                 ],
             )
+        _write_consent(cur, resolver, facts)
+    # after the events moved to their profiles, so the statement sees them
+    apply_to_profiles(conn, list(definitions), [state.profile_id for state in live])
     _queue_weak_links(conn, resolver)
+
+
+def _write_consent(cur: psycopg.Cursor, resolver: Resolver, facts: Sequence[EventFact]) -> None:
+    """Fold merged profiles' consent into their survivors, then record the batch's choices."""
+    for merge in resolver.merges:
+        consent.fold(cur, merge.merged, resolver.current(merge.surviving))
+    consent.write_choices(
+        cur,
+        consent.choices(
+            facts,
+            lambda fact: resolver.current(resolver.assignments[(fact.source, fact.message_id)]),
+        ),
+    )
 
 
 def _queue_weak_links(conn: psycopg.Connection, resolver: Resolver) -> None:

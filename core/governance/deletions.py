@@ -1,0 +1,211 @@
+"""Deletion requests ("forget me"): received by any identifier, then run: the profile and
+every profile merged into it, their identifiers, events, consent, merge evidence, matcher
+records and the cached document are erased, in one transaction, audited.
+
+Reads and writes `governance.deletion_requests` and the tables above. The lake is append-only
+Parquet and its adapter cannot rewrite a file yet: the lake part is recorded as `pending` with
+the files that hold the events (from `lake_index`, kept for that purpose), for a later rewrite.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from c360 import audit
+from c360.errors import AdapterError, InputError
+from c360.profile_service import get_profile
+from c360.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class UnknownRequest(InputError):
+    """No deletion request has that id."""
+
+    status_code = 404
+
+
+def request_deletion(conn: psycopg.Connection, actor: str, reference: str) -> dict[str, Any]:
+    """Record a request to erase the profile known by `reference` (any identifier)."""
+    if not isinstance(reference, str) or not reference.strip() or len(reference) > 500:
+        raise InputError(
+            "invalid_reference",
+            "reference must name the person: a profile id, email, phone or userId",
+        )
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "INSERT INTO governance.deletion_requests (reference, requested_by)"
+            " VALUES (%s, %s) RETURNING *",
+            (reference.strip(), actor),
+        ).fetchone()
+        audit.record(
+            conn,
+            actor=actor,
+            action="deletion.request",
+            target=f"deletion:{row['request_id']}",
+            detail={"request_id": row["request_id"]},  # the reference itself is personal data
+        )
+    return row
+
+
+def run_deletion(runtime: Runtime, request_id: int, actor: str = "c360") -> dict[str, Any]:
+    """Carry out a request; returns it with its counts. An unknown reference ends `done` with
+    nothing erased (the person is not, or no longer, known)."""
+    with runtime.pool.connection() as conn:
+        request = _claim(conn, request_id)
+    doc = get_profile(runtime, request["reference"])
+    counts: dict[str, Any] = {}
+    with runtime.pool.connection() as conn:
+        try:
+            with conn.transaction():
+                counts = _erase(conn, doc["profile_id"]) if doc else {"profiles": 0}
+                status, error = "done", None
+                _finish(conn, request_id, status, counts, error)
+                audit.record(
+                    conn,
+                    actor=actor,
+                    action="deletion.run",
+                    target=f"deletion:{request_id}",
+                    after={"status": status, "counts": counts},
+                )
+        except psycopg.Error as exc:
+            log.warning("Deletion request %r failed: %s", request_id, exc)
+            _finish(conn, request_id, "failed", {}, str(exc)[:2000])
+    if doc:
+        _forget_cached(runtime, counts.get("profile_ids", []))
+    with runtime.pool.connection() as conn:
+        return get_request(conn, request_id)
+
+
+def deletion_requests(conn: psycopg.Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """Requests, newest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM governance.deletion_requests ORDER BY request_id DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+
+
+def get_request(conn: psycopg.Connection, request_id: int) -> dict[str, Any]:
+    """One request; UnknownRequest if there is none."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT * FROM governance.deletion_requests WHERE request_id = %s", (request_id,)
+        ).fetchone()
+    if row is None:
+        raise UnknownRequest("unknown_request", f"no deletion request has the id {request_id}")
+    return row
+
+
+def _claim(conn: psycopg.Connection, request_id: int) -> dict[str, Any]:
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT * FROM governance.deletion_requests WHERE request_id = %s FOR UPDATE",
+            (request_id,),
+        ).fetchone()
+        if row is None:
+            raise UnknownRequest("unknown_request", f"no deletion request has the id {request_id}")
+        if row["status"] in ("running", "done"):
+            raise InputError(
+                "deletion_not_runnable", f"deletion request {request_id} is {row['status']}"
+            )
+        cur.execute(
+            "UPDATE governance.deletion_requests SET status = 'running' WHERE request_id = %s",
+            (request_id,),
+        )
+    return row
+
+
+#: Rows that point at a profile, deleted before the profiles themselves (foreign keys). Rows
+#: of another person that merely originated in an erased profile (an unmerge moved them on)
+#: are kept and re-pointed at their own profile first.
+_DEPENDENTS = (
+    (
+        "kept_events",
+        "UPDATE events SET origin_profile = profile_id WHERE origin_profile = ANY(%(ids)s)"
+        " AND profile_id IS NOT NULL AND NOT profile_id = ANY(%(ids)s)",
+    ),
+    (
+        "kept_identifiers",
+        "UPDATE identifiers SET origin_profile = profile_id WHERE origin_profile = ANY(%(ids)s)"
+        " AND NOT profile_id = ANY(%(ids)s)",
+    ),
+    ("consent", "DELETE FROM consent WHERE profile_id = ANY(%(ids)s)"),
+    (
+        "identity_conflicts",
+        "DELETE FROM identity_conflicts WHERE profile_id = ANY(%(ids)s) OR other_id = ANY(%(ids)s)",
+    ),
+    (
+        "separations",
+        "DELETE FROM identity_separations WHERE profile_a = ANY(%(ids)s)"
+        " OR profile_b = ANY(%(ids)s)",
+    ),
+    (
+        "reviews",
+        "DELETE FROM match_reviews WHERE profile_a = ANY(%(ids)s) OR profile_b = ANY(%(ids)s)",
+    ),
+    (
+        "merges",
+        "DELETE FROM merges WHERE surviving_id = ANY(%(ids)s) OR merged_id = ANY(%(ids)s)",
+    ),
+    ("identifiers", "DELETE FROM identifiers WHERE profile_id = ANY(%(ids)s)"),
+    (
+        "events",
+        "DELETE FROM events WHERE profile_id = ANY(%(ids)s) OR origin_profile = ANY(%(ids)s)",
+    ),
+    ("match_keys", "DELETE FROM match_keys WHERE record_id = ANY(%(ids)s)"),
+    ("match_records", "DELETE FROM match_records WHERE record_id = ANY(%(ids)s)"),
+)
+
+
+def _erase(conn: psycopg.Connection, profile_id: str) -> dict[str, Any]:
+    """Delete a live profile's cluster and everything that points at it; the counts."""
+    ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT profile_id FROM profiles WHERE profile_id = %(p)s OR merged_into = %(p)s"
+            " FOR UPDATE",
+            {"p": profile_id},
+        )
+    ]
+    lake_files = [
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT l.file FROM lake_index l JOIN events e"
+            " ON e.source = l.source AND e.message_id = l.message_id"
+            " WHERE e.profile_id = ANY(%s) ORDER BY 1",
+            (ids,),
+        )
+    ]
+    counts: dict[str, Any] = {}
+    for name, sql in _DEPENDENTS:
+        counts[name] = conn.execute(sql, {"ids": ids}).rowcount
+    conn.execute("UPDATE profiles SET merged_into = NULL WHERE profile_id = ANY(%s)", (ids,))
+    counts["profiles"] = conn.execute(
+        "DELETE FROM profiles WHERE profile_id = ANY(%s)", (ids,)
+    ).rowcount
+    counts["profile_ids"] = [str(i) for i in ids]
+    counts["lake"] = {"status": "pending", "files": lake_files}
+    return counts
+
+
+def _finish(
+    conn: psycopg.Connection, request_id: int, status: str, counts: dict[str, Any], error: Any
+) -> None:
+    conn.execute(
+        "UPDATE governance.deletion_requests SET status = %s, counts = %s, error = %s,"
+        " finished_at = clock_timestamp() WHERE request_id = %s",
+        (status, Jsonb(counts), error, request_id),
+    )
+
+
+def _forget_cached(runtime: Runtime, profile_ids: list[str]) -> None:
+    try:
+        runtime.cache.forget(profile_ids)
+    except AdapterError as exc:  # the entry expires with the cache TTL
+        log.warning("Could not drop erased profiles %r from the cache: %s", profile_ids, exc)

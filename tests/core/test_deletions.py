@@ -1,0 +1,112 @@
+"""Deletion requests on the real store: everything of one person is erased, nothing of anyone
+else, the cache entry goes, the lake part is recorded as pending, and it is all audited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from c360 import audit
+from c360.errors import InputError
+from c360.events.f1 import IngestContext, ParsedRequest, ingest
+from c360.events.model import encode
+from c360.governance import deletions
+from c360.profile_service import get_profile
+from c360.stages import f2_persist, f3_resolve
+
+TABLES = ("profiles", "identifiers", "events", "consent", "merges")
+
+
+def run(runtime, *events: dict) -> None:
+    ctx = IngestContext(source="web", received_at=datetime(2026, 3, 1, tzinfo=UTC))
+    result = ingest(
+        ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks
+    )
+    assert not result.rejected, result.rejected
+    f2_persist.persist(runtime, [encode(event) for event in result.accepted])
+    f3_resolve.resolve(runtime, [encode(["web", e.message_id]) for e in result.accepted])
+
+
+def track(mid: str, user: str | None = None, anon: str | None = None, **extra) -> dict:
+    event = {"type": "track", "event": "Viewed", "messageId": mid, **extra}
+    if user:
+        event["userId"] = user
+    if anon:
+        event["anonymousId"] = anon
+    return event
+
+
+def counts(runtime) -> dict[str, int]:
+    with runtime.pool.connection() as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def setup_two_people(runtime) -> None:
+    consent = {"context": {"consent": {"categoryPreferences": {"Email": True}}}}
+    run(runtime, track("a1", anon="dev-lan", **consent))
+    identify = {"type": "identify", "messageId": "a0", "userId": "lan"}
+    run(runtime, {**identify, "traits": {"email": "lan@example.vn"}})
+    run(runtime, track("a2", user="lan", anon="dev-lan"))  # the device's profile merges
+    run(runtime, track("b1", user="minh", **consent), track("b2", user="minh"))
+    with runtime.pool.connection() as conn:
+        conn.execute(
+            "INSERT INTO lake_index VALUES ('web', 'a1', %s)",
+            ("dt=2026-03-01/event_type=track/x.parquet",),
+        )
+
+
+def test_a_deletion_erases_the_person_and_nothing_else(runtime):
+    setup_two_people(runtime)
+    lan = get_profile(runtime, "email:lan@example.vn")
+    assert runtime.cache.get(lan["profile_id"]) is not None
+    before = counts(runtime)
+    with runtime.pool.connection() as conn:
+        request = deletions.request_deletion(conn, "user:dpo", "lan@example.vn")
+    assert request["status"] == "received"
+
+    done = deletions.run_deletion(runtime, request["request_id"], actor="user:dpo")
+
+    assert done["status"] == "done" and done["finished_at"] is not None
+    after = counts(runtime)
+    # lan: two profiles (the device's and the user's, merged), 3 identifiers, 3 events,
+    # 1 consent row, 1 merge; minh keeps 1 profile, 1 identifier, 2 events, 1 consent row
+    assert before == {"profiles": 3, "identifiers": 4, "events": 5, "consent": 2, "merges": 1}
+    assert after == {"profiles": 1, "identifiers": 1, "events": 2, "consent": 1, "merges": 0}
+    assert done["counts"]["profiles"] == 2 and done["counts"]["events"] == 3
+    assert done["counts"]["lake"] == {
+        "status": "pending",
+        "files": ["dt=2026-03-01/event_type=track/x.parquet"],
+    }
+    assert runtime.cache.get(lan["profile_id"]) is None
+    assert get_profile(runtime, "lan@example.vn") is None
+    assert get_profile(runtime, "minh") is not None
+    with runtime.pool.connection() as conn:
+        actions = [e.action for e in audit.entries(conn, action_prefix="deletion.")]
+        assert actions == ["deletion.run", "deletion.request"]
+        assert all("lan@" not in str(e.detail) for e in audit.entries(conn))
+        (listed,) = deletions.deletion_requests(conn)
+    assert listed["request_id"] == request["request_id"]
+
+
+def test_an_unknown_reference_is_done_with_nothing_erased(runtime):
+    setup_two_people(runtime)
+    with runtime.pool.connection() as conn:
+        request = deletions.request_deletion(conn, "user:dpo", "nobody@example.vn")
+    done = deletions.run_deletion(runtime, request["request_id"])
+    assert done["status"] == "done" and done["counts"] == {"profiles": 0}
+    assert counts(runtime)["profiles"] == 3
+
+
+def test_requests_are_checked_and_run_once(runtime):
+    with runtime.pool.connection() as conn:
+        with pytest.raises(InputError) as error:
+            deletions.request_deletion(conn, "user:dpo", "  ")
+        assert error.value.code == "invalid_reference"
+        request = deletions.request_deletion(conn, "user:dpo", "lan")
+    with pytest.raises(deletions.UnknownRequest):
+        deletions.run_deletion(runtime, 987_654)
+    deletions.run_deletion(runtime, request["request_id"])
+    with pytest.raises(InputError) as error:
+        deletions.run_deletion(runtime, request["request_id"])
+    assert error.value.code == "deletion_not_runnable"
