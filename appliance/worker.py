@@ -11,13 +11,17 @@ import threading
 import dramatiq
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 
-from c360.adapters.bus import ID_RESOLUTION, RAW_EVENTS
+from c360.adapters.bus import ID_RESOLUTION, RAW_EVENTS, UPDATED_PROFILES
 from c360.adapters.lake_parquet import table_of
 from c360.appliance import dead_letters
+from c360.governance.f0 import F0Scheduler
+from c360.reports.schedules import ReportScheduler
 from c360.runtime import Runtime
+from c360.segments.refresher import SegmentRefresher
 from c360.settings import Settings
 from c360.stages import F2_GROUP, F3_GROUP, LAKE_GROUP
 from c360.stages.pump import Pump
+from c360.stages.segments_stage import SEGMENTS_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ QUEUE_PREFETCH = 2
 
 #: Dramatiq queues of the stage actors (see c360.stages.actors).
 QUEUE_F1, QUEUE_F2, QUEUE_F3, QUEUE_LAKE = "c360-f1", "c360-f2", "c360-f3", "c360-lake"
+QUEUE_SEGMENTS = "c360-segments"
 
 #: The lake gathers bigger batches than the stages on the freshness path, for up to this long:
 #: each batch writes (and fsyncs) whole files, so small batches cost the workers most of their
@@ -120,21 +125,43 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
             settings.batch_size,
             stop,
         ),
+        Pump(
+            runtime.bus,
+            UPDATED_PROFILES,
+            SEGMENTS_GROUP,
+            f"segments-{me}",
+            lambda name, p: actors.refresh_segments.send(p),
+            depth(QUEUE_SEGMENTS),
+            settings.batch_size,
+            stop,
+        ),
     ]
     threads = [threading.Thread(target=p.run, name=f"pump-{p.group}", daemon=True) for p in pumps]
     threads.append(
         threading.Thread(
             target=dead_letters.run,
-            args=(broker.client, runtime.bus, [QUEUE_F2, QUEUE_F3, QUEUE_LAKE, QUEUE_F1], stop),
+            args=(
+                broker.client,
+                runtime.bus,
+                [QUEUE_F2, QUEUE_F3, QUEUE_LAKE, QUEUE_F1, QUEUE_SEGMENTS],
+                stop,
+            ),
             name="dead-letters",
             daemon=True,
         )
     )
     for thread in threads:
         thread.start()
+    # scheduled work (reports by email, F0 syncs, moving-window segments): each claims its
+    # work in PostgreSQL or is idempotent, so every worker process may run them
+    schedulers = [ReportScheduler(runtime), F0Scheduler(runtime), SegmentRefresher(runtime)]
+    for scheduler in schedulers:
+        scheduler.start()
     log.info("Worker %d running with %d threads.", index, settings.worker_threads)
     stop.wait()
-    for thread in threads:
+    for scheduler in schedulers:
+        scheduler.stop(timeout=0)  # a report being sent or a sync may finish while we wait
+    for thread in [*threads, *schedulers]:
         thread.join(5)
     _stop_within(worker, STOP_TIMEOUT_MS / 1000 + 5)
     runtime.close()

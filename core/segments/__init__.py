@@ -1,1 +1,2 @@
-"""Segments: filters over profiles, their counts, members and exports, kept current as profiles change."""
+"""Segments: filters over profiles, their counts, members and exports, kept current as
+profiles change."""

@@ -16,12 +16,15 @@ from c360.adapters.bus import DLQ, RAW_EVENTS
 from c360.errors import AdapterError
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
+from c360.governance.keyring import PlanCache
+from c360.governance.tracking_plans import count_hits
 from c360.runtime import Runtime
-from c360.stages import f2_persist, f3_resolve, lake_sink
+from c360.stages import f2_persist, f3_resolve, lake_sink, segments_stage
 
 log = logging.getLogger(__name__)
 
 _RUNTIME: Runtime | None = None
+_PLANS: PlanCache | None = None
 
 #: Retries back off up to a minute; a batch still failing then goes to Dramatiq's dead letters.
 RETRIES = dict(max_retries=20, min_backoff=200, max_backoff=60_000)
@@ -29,8 +32,9 @@ RETRIES = dict(max_retries=20, min_backoff=200, max_backoff=60_000)
 
 def bind(runtime: Runtime) -> None:
     """Give the actors of this process their runtime."""
-    global _RUNTIME
+    global _RUNTIME, _PLANS
     _RUNTIME = runtime
+    _PLANS = PlanCache(runtime)
 
 
 def _runtime() -> Runtime:
@@ -78,6 +82,12 @@ def resolve_events(payloads: list[str]) -> None:
     isolate_failures(f3_resolve.resolve, resolve_events.send, payloads)
 
 
+@dramatiq.actor(queue_name="c360-segments", **RETRIES)
+def refresh_segments(payloads: list[str]) -> None:
+    """Saved segments' members for a batch of updated profile documents."""
+    isolate_failures(segments_stage.refresh, refresh_segments.send, payloads)
+
+
 @dramatiq.actor(queue_name="c360-lake", **RETRIES)
 def sink_events(batch_name: str, payloads: list[str]) -> None:
     """The lake sink over a batch of enriched events."""
@@ -89,8 +99,16 @@ def ingest_events(source: str, received_at: str, events: list[str]) -> None:
     """F1 for events from connectors (not HTTP): validate, enrich, publish like the gateway."""
     runtime = _runtime()
     ctx = IngestContext(source=source, received_at=datetime.fromisoformat(received_at))
+    # connectors' events follow the source's tracking plans, as the gateway's do
+    check = _PLANS.checker(source) if _PLANS is not None else None
     result = ingest(
-        ParsedRequest(events=[e.encode() for e in events]), ctx, runtime.settings, runtime.hooks
+        ParsedRequest(events=[e.encode() for e in events]),
+        ctx,
+        runtime.settings,
+        runtime.hooks,
+        check,
     )
     runtime.bus.publish(RAW_EVENTS, [(e.customer_key, encode(e)) for e in result.accepted])
     runtime.bus.publish(DLQ, [(r.source, encode(r)) for r in result.rejected])
+    if check is not None:
+        count_hits(runtime.valkey, check.hits)

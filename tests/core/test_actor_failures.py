@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from datetime import date
 
 import psycopg
 import pytest
@@ -81,3 +82,31 @@ def test_events_from_a_connector_go_through_the_same_f1_as_http(bound):
     rejected = [json.loads(p) for p in bound.bus.read_all(DLQ)]
     assert [(r["source"], r["code"]) for r in rejected] == [("hubspot", "missing_identity")]
     assert json.loads(rejected[0]["payload"])["messageId"] == "c-2"
+
+
+def test_events_from_a_connector_follow_the_sources_tracking_plan(bound):
+    import json
+
+    from c360.adapters.bus import DLQ, RAW_EVENTS
+    from c360.events.model import decode_event
+    from c360.governance import tracking_plans
+
+    schema = {"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}
+    tracking_plans.save_plan(bound, "hubspot", "identify", schema, "dlq", "user:test")
+    actors.bind(bound)  # a fresh plan cache, as a worker process starting now would have
+    good = {"type": "identify", "userId": "crm-1", "messageId": "c-1", "traits": {"plan": "gold"}}
+    bad = {"type": "identify", "userId": "crm-2", "messageId": "c-2", "traits": {"plan": 7}}
+
+    actors.ingest_events.fn(
+        "hubspot", "2026-12-01T08:00:00+00:00", [json.dumps(good), json.dumps(bad)]
+    )
+
+    accepted = [decode_event(p).message_id for p in bound.bus.read_all(RAW_EVENTS)]
+    rejected = [json.loads(p) for p in bound.bus.read_all(DLQ)]
+    assert accepted == ["c-1"]
+    assert [(r["code"], json.loads(r["payload"])["messageId"]) for r in rejected] == [
+        ("tracking_plan_violation", "c-2")
+    ]
+    received = date(2026, 12, 1)  # violations count under the day the events arrived
+    day = tracking_plans.violations(bound, received, received)
+    assert [(v.source, v.event, v.count) for v in day] == [("hubspot", "identify", 1)]

@@ -1,0 +1,3 @@
+DROP TABLE analytics.shares;
+DROP TABLE analytics.segment_members;
+DROP TABLE analytics.segments;
