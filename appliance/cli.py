@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -243,7 +244,7 @@ def _trial(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(_JSON.encode(summary).decode())
     else:
-        _print_summary(summary, my_write_key(stack.settings))
+        _print_summary(summary, my_write_key(stack.settings), _chosen_data_dir(args))
     sys.stdout.flush()
     if options.serve:
         _serve_until_interrupted(stack)
@@ -620,7 +621,15 @@ def _progress_printer() -> Any:
     return show if sys.stderr.isatty() else None
 
 
-def _print_summary(summary: dict[str, Any], my_key: str | None = None) -> None:
+def _chosen_data_dir(args: argparse.Namespace) -> str | None:
+    """The --data-dir the user gave (other commands need it too), or None for the default."""
+    given = getattr(args, "data_dir", None)
+    return str(given) if given else None
+
+
+def _print_summary(
+    summary: dict[str, Any], my_key: str | None = None, data_dir: str | None = None
+) -> None:
     lines = [
         "c360 trial: CDNOW purchase log",
         f"  events accepted   {summary['events_accepted']:>12,}",
@@ -647,7 +656,18 @@ def _print_summary(summary: dict[str, Any], my_key: str | None = None) -> None:
         )
         if my_key:
             lines += _my_events_lines(summary["api"], my_key)
+        lines += _sign_in_lines(summary["api"], data_dir)
     print("\n".join(lines))
+
+
+def _sign_in_lines(api: str, data_dir: str | None) -> list[str]:
+    """How to open the dashboards: there is no default account, so first make an admin."""
+    folder = f" --data-dir {shlex.quote(data_dir)}" if data_dir else ""
+    return [
+        "Open the dashboards: create an admin in another terminal (there is no default one),",
+        f"  c360 users create --name admin --role admin{folder}",
+        f"then sign in at {api}/login",
+    ]
 
 
 def _my_events_lines(api: str, my_key: str) -> list[str]:

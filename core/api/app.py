@@ -27,6 +27,11 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from c360 import accounts
 from c360.api import accounts as accounts_api
+from c360.api import analytics as analytics_api
+from c360.api import governance as governance_api
+from c360.api import governance_sources as sources_api
+from c360.api import reports as reports_api
+from c360.api import segments as segments_api
 from c360.api.auth import AuthenticationMiddleware, check_routes, guard, refusal_response
 from c360.api.gateway import make_handlers
 from c360.api.gzip import GzipRequestMiddleware
@@ -99,6 +104,11 @@ def create_app(
             health,
             metrics,
             accounts_api.ROUTER,
+            *analytics_api.route_handlers(),
+            *governance_api.route_handlers(),
+            *sources_api.route_handlers(),
+            *segments_api.route_handlers(),
+            reports_api.ROUTER,
             *extra_route_handlers,
         ],
         state=state,

@@ -225,13 +225,12 @@ def api(client, runtime):
 
     from c360 import tokens
     from c360.api.app import create_app
-    from c360.api.governance_sources import route_handlers
 
     with runtime.pool.connection() as conn:
         token, _record = tokens.create_token(
             conn, "user:root", "ops", ["pipeline:read", "pipeline:write"]
         )
-    with TestClient(app=create_app(runtime.settings, route_handlers())) as test_client:
+    with TestClient(app=create_app(runtime.settings)) as test_client:
         test_client.headers["Authorization"] = f"Bearer {token}"
         yield test_client
 

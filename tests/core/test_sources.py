@@ -244,11 +244,10 @@ def api(runtime):
 
     from c360 import tokens
     from c360.api.app import create_app
-    from c360.api.governance_sources import route_handlers
 
     with runtime.pool.connection() as conn:
         token, _record = tokens.create_token(conn, "user:root", "ops", SCOPES)
-    app = create_app(runtime.settings, extra_route_handlers=route_handlers())
+    app = create_app(runtime.settings)
     with TestClient(app=app) as test_client:
         test_client.clock = FakeClock()
         state = app.state

@@ -238,12 +238,11 @@ def api(runtime):
 
     from c360 import tokens
     from c360.api.app import create_app
-    from c360.api.governance_sources import route_handlers
 
     scopes = ["governance:read", "governance:write"]
     with runtime.pool.connection() as conn:
         token, _record = tokens.create_token(conn, "user:root", "ops", scopes)
-    with TestClient(app=create_app(runtime.settings, route_handlers())) as test_client:
+    with TestClient(app=create_app(runtime.settings)) as test_client:
         test_client.headers["Authorization"] = f"Bearer {token}"
         yield test_client
 
