@@ -1,1 +1,2 @@
-"""The browser pages: each module handles one area and calls the same service functions as the JSON API."""
+"""The browser pages: each module handles one area and calls the same service functions as the
+JSON API."""
