@@ -305,3 +305,17 @@ def test_the_save_form_a_page_includes_saves_that_page_with_its_filters(browser,
         [made] = saved.list_reports(conn, _principal(runtime, "marketer"))
     assert (made.kind, made.name) == ("rfm", "RFM for the shop")
     assert made.params == {"date_from": "2026-01-01", "source": ["web", "ios"]}
+
+
+def test_an_analytics_page_links_to_saving_itself_with_its_filters(browser):
+    filtered = "/?date_from=2026-01-01&date_to=2026-01-31"
+    page = browser("marketer").get(filtered).text
+
+    link = re.search(r'id="save-report" href="([^"]+)"', page)
+    assert link is not None
+    target = link.group(1).replace("&amp;", "&")
+    form = browser("marketer").get(target).text
+    assert '<option value="overview" selected>' in form
+    assert "date_from=2026-01-01" in form and "date_to=2026-01-31" in form
+    # a viewer may read reports but not save them: no link
+    assert 'id="save-report"' not in browser("viewer").get(filtered).text
