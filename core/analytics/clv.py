@@ -115,10 +115,21 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> BgNbd:
     return BgNbd(r, alpha, a, b, -float(best.fun), len(x))
 
 
-#: Fitted parameters beyond these bounds mean the likelihood kept improving towards a limit
-#: (a Poisson buyer who never drops out, spend without variance): the data cannot tell the
-#: parameters apart, and predictions from them are not numbers worth showing.
+#: BG/NBD parameters beyond these bounds mean the likelihood kept improving towards a limit
+#: (a Poisson buyer who never drops out): the data cannot tell the parameters apart, and the
+#: predictions from them come out as NaN.
 IDENTIFIED_RANGE = (1e-4, 1e4)
+
+
+def _require_finite_params(model: str, params: dict[str, float]) -> None:
+    if all(math.isfinite(v) and v > 0 for v in params.values()):
+        return
+    shown = ", ".join(f"{name} = {value:.3g}" for name, value in params.items())
+    raise ModelInputError(
+        "model_not_identified",
+        f"the {model} model cannot be fitted on this data ({shown}); wait for more purchases "
+        "or widen the period",
+    )
 
 
 def _require_identified(model: str, params: dict[str, float]) -> None:
@@ -216,7 +227,9 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_mean: ArrayLike) -> GammaGamm
 
     best = _minimise(loss, 3)
     p, q, v = (float(value) for value in np.exp(best.x))
-    _require_identified("Gamma-Gamma spend", {"p": p, "q": q, "v": v})
+    # unlike BG/NBD's, Gamma-Gamma's limits are usable: p growing without bound means "each
+    # customer's own mean", q and v together "everyone alike"; only a non-number is refused
+    _require_finite_params("Gamma-Gamma spend", {"p": p, "q": q, "v": v})
     return GammaGamma(p, q, v, -float(best.fun), len(x))
 
 

@@ -237,13 +237,13 @@ def trial(
         _remove_socket_dir(data_dir)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright, chromium: Path) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
     try:

@@ -290,7 +290,7 @@ def _the_report_fits_sensibly_is_cached_and_builds_a_pdf(
 
     assert len(fits) == 1 and again == report
     n = report["customers"]
-    assert report["fitted"] and n == CDNOW_BUYERS
+    assert report["fitted"] and n == CDNOW_BUYERS, report["reason"]
     assert report["as_of"] == "1998-06-30"
     assert all(report["bgnbd"][name] > 0 for name in ("r", "alpha", "a", "b"))
     assert report["gamma_gamma"]["q"] > 1  # a finite mean spend
