@@ -40,8 +40,9 @@ async def accept(request: Request, state: State, endpoint_type: str | None) -> R
     """Run one Segment request through auth, F1 and the bus."""
     settings = state.settings
     received_at = datetime.now(UTC)
-    keys = RequestKeys(settings.write_keys, await _keyring(state).snapshot(), received_at)
-    source = _source_from_header(request, keys)
+    keyring = _keyring(state)
+    keys = RequestKeys(settings.write_keys, await keyring.snapshot(), received_at, keyring)
+    source = await _source_from_header(request, keys)
     body = await request.body()
     try:
         parsed = parse_request(body, endpoint_type)
@@ -50,7 +51,7 @@ async def accept(request: Request, state: State, endpoint_type: str | None) -> R
             await _dead_letter_request(state, source, received_at, body, exc)
         raise
     if source is None:
-        source = _source_from_body(parsed, keys)
+        source = await _source_from_body(parsed, keys)
 
     ctx = IngestContext(
         source=source,
@@ -100,10 +101,25 @@ def _answer(result: IngestResult) -> dict[str, Any]:
 class RequestKeys:
     """The write keys a request is checked against: settings keys first, then stored ones."""
 
-    def __init__(self, settings_keys: dict[str, str], snapshot: Snapshot, now: datetime) -> None:
+    def __init__(
+        self,
+        settings_keys: dict[str, str],
+        snapshot: Snapshot,
+        now: datetime,
+        keyring: Keyring | None = None,
+    ) -> None:
         self.settings_keys = settings_keys
         self.snapshot = snapshot
         self.now = now
+        self.keyring = keyring
+
+    async def lookup(self, key: str) -> str:
+        """`source_for`, after one immediate keyring recheck when the key is not known yet (it
+        may have been made a moment ago); Unauthorized when it is still unknown."""
+        known = key in self.settings_keys or self.snapshot.source_for(key, self.now)
+        if not known and self.keyring is not None:
+            self.snapshot = await self.keyring.recheck()
+        return self.source_for(key)
 
     def source_for(self, key: str) -> str:
         """The source of a key that works now; Unauthorized for any other key."""
@@ -135,7 +151,7 @@ async def _count_violations(state: State, hits: list[Hit]) -> None:
         log.warning("Could not count %d tracking-plan violation(s): %s", len(hits), exc)
 
 
-def _source_from_header(request: Request, keys: RequestKeys) -> str | None:
+async def _source_from_header(request: Request, keys: RequestKeys) -> str | None:
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("basic "):
         return None
@@ -145,16 +161,16 @@ def _source_from_header(request: Request, keys: RequestKeys) -> str | None:
         raise Unauthorized(
             "invalid_auth", "the Authorization header is not valid Basic auth"
         ) from exc
-    return keys.source_for(decoded.partition(":")[0])
+    return await keys.lookup(decoded.partition(":")[0])
 
 
-def _source_from_body(parsed: ParsedRequest, keys: RequestKeys) -> str:
+async def _source_from_body(parsed: ParsedRequest, keys: RequestKeys) -> str:
     if parsed.write_key is None:
         raise Unauthorized(
             "missing_write_key",
             "send the source's write key as the Basic-auth user or as `writeKey` in the body",
         )
-    return keys.source_for(parsed.write_key)
+    return await keys.lookup(parsed.write_key)
 
 
 async def _dead_letter_request(

@@ -8,6 +8,11 @@ working, and a changed plan takes effect, on every gateway process at most
 `VERSION_CHECK_S` seconds (plus one PostgreSQL read) after the change returns. A rotated key's
 grace period ends on time: expiry is compared with the request's own clock.
 
+A key the snapshot does not know (and that is not a settings key) makes the gateway look at
+the version at once (`Keyring.recheck`), so a key works as soon as the call that made it has
+returned; those extra looks are at most one per `RECHECK_S`, so a flood of bad keys costs
+Valkey ten reads a second and PostgreSQL a reload only when the version really moved.
+
 When PostgreSQL is out of reach the gateway keeps the keys it has (settings keys always work)
 and tries again after `RETRY_AFTER_FAILURE_S`.
 
@@ -41,6 +46,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between looks at the keyring version: the bound on how long a revoked key works.
 VERSION_CHECK_S = 1.0
+
+#: Seconds between the immediate version checks unknown keys cause: a new key waits at most
+#: this long, and a flood of bad keys cannot make a process read more often than this.
+RECHECK_S = 0.1
 
 #: Seconds a reload waits to connect: a gateway whose PostgreSQL is down must keep answering.
 CONNECT_TIMEOUT_S = 3
@@ -122,6 +131,8 @@ class Keyring:
         self._clock = clock
         self._snapshot: Snapshot | None = None
         self._next_check = 0.0
+        self._next_recheck = 0.0
+        self._rechecks = 0
         self._lock = asyncio.Lock()
 
     async def snapshot(self) -> Snapshot:
@@ -132,6 +143,22 @@ class Keyring:
             return current
         async with self._lock:
             if self._snapshot is None or self._clock() >= self._next_check:
+                await self._refresh()
+        assert self._snapshot is not None
+        return self._snapshot
+
+    async def recheck(self) -> Snapshot:
+        """The snapshot after a look at the version that began after this call: for a key the
+        current snapshot does not know, which may have been made a moment ago. Callers that
+        arrive while one waits share its look; looks are at least RECHECK_S apart."""
+        asked = self._rechecks
+        async with self._lock:
+            if self._rechecks == asked:
+                wait = self._next_recheck - self._clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._rechecks += 1
+                self._next_recheck = self._clock() + RECHECK_S
                 await self._refresh()
         assert self._snapshot is not None
         return self._snapshot

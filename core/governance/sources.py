@@ -46,6 +46,10 @@ SHOWN_CHARS = len(KEY_PREFIX) + 8
 
 _DESCRIPTION_CHARS = 2000
 
+#: Characters a source name cannot hold: each would split or end the URL path segment that
+#: names the source, so the source could never be rotated or revoked.
+_PATH_UNSAFE = "/\\?#%"
+
 
 class SourceNotFound(InputError):
     """No source or key by that name."""
@@ -289,6 +293,8 @@ def _no_source(name: str) -> SourceNotFound:
 
 
 def _checked_name(name: Any) -> str:
+    """A source's name, stripped: printable text that is one URL path segment as it is, since
+    the admin API names a source in its paths (`/v1/admin/sources/{name}/keys`)."""
     if not isinstance(name, str) or not name.strip():
         raise InputError("invalid_source_name", "a source needs a name, such as `web` or `ios`")
     name = name.strip()
@@ -296,6 +302,14 @@ def _checked_name(name: Any) -> str:
         raise InputError(
             "invalid_source_name",
             f"a source name is printable text of at most {MAX_SOURCE_CHARS} characters",
+        )
+    unsafe = sorted(set(name) & set(_PATH_UNSAFE))
+    if unsafe or name in (".", ".."):
+        what = f"hold {' '.join(unsafe)}" if unsafe else "be `.` or `..`"
+        raise InputError(
+            "invalid_source_name",
+            f"a source name cannot {what} (it must fit in one URL path segment): "
+            "use letters, digits, spaces, `-`, `_` or `.`, such as `web-shop`",
         )
     return name
 

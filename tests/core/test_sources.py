@@ -341,3 +341,128 @@ def test_without_postgresql_the_keyring_is_empty_and_settings_keys_still_work(ru
     with pytest.raises(InputError) as caught:
         keys.source_for("c360wk_unknown")
     assert caught.value.code == "unknown_write_key"
+
+
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        ("a/b", "hold /"),
+        ("a\\b", "hold \\"),
+        ("why?", "hold ?"),
+        ("web#2", "hold #"),
+        ("50%off", "hold %"),
+        ("..", "be `.` or `..`"),
+        (".", "be `.` or `..`"),
+    ],
+)
+def test_a_source_name_that_would_break_its_url_path_is_refused(runtime, name, shown):
+    with pytest.raises(InputError) as caught:
+        sources.create_source(runtime, name, ACTOR)
+
+    assert caught.value.code == "invalid_source_name"
+    assert f"cannot {shown} " in caught.value.message
+    assert sources.list_sources(runtime) == []
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "tab\there", "line\nbreak", "del\x7f"])
+def test_a_source_name_with_control_characters_is_refused(runtime, name):
+    with pytest.raises(InputError) as caught:
+        sources.create_source(runtime, name, ACTOR)
+
+    assert caught.value.code == "invalid_source_name"
+    assert sources.list_sources(runtime) == []
+
+
+def test_the_breakers_slash_name_is_refused_through_the_api(api, runtime):
+    response = api.post("/v1/admin/sources", json={"name": "a/b"})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_source_name"
+    assert sources.list_sources(runtime) == []
+
+
+def test_an_accepted_name_can_be_rotated_and_revoked_through_its_path(api, runtime):
+    created = api.post("/v1/admin/sources", json={"name": "web shop.v2"})
+    assert created.status_code == 201, created.text
+
+    rotated = api.post("/v1/admin/sources/web%20shop.v2/keys", json={"grace_seconds": 0})
+    assert rotated.status_code == 201, rotated.text
+    key_id = rotated.json()["key_id"]
+    revoked = api.delete(f"/v1/admin/sources/web%20shop.v2/keys/{key_id}")
+
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["state"] == "revoked"
+
+
+def run_on_keyring(runtime, steps):
+    """Run `steps(keyring)` on a keyring with a clock that never moves, in its own loop."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    async def main():
+        valkey = aioredis.Redis.from_url(runtime.settings.valkey_url)
+        try:
+            return await steps(Keyring(runtime, valkey, clock=FakeClock()))
+        finally:
+            await valkey.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_recheck_knows_a_key_made_after_the_last_snapshot(runtime):
+    now = datetime.now(UTC)
+
+    async def steps(keyring):
+        await keyring.snapshot()
+        made = sources.create_source(runtime, "shop", ACTOR)
+        # the clock has not moved: the snapshot is what it was, and does not know the key
+        before = (await keyring.snapshot()).source_for(made.key, now)
+        after = (await keyring.recheck()).source_for(made.key, now)
+        return before, after
+
+    assert run_on_keyring(runtime, steps) == (None, "shop")
+
+
+def test_a_flood_of_unknown_keys_shares_one_recheck(runtime, monkeypatch):
+    import asyncio
+
+    from c360.governance import keyring as keyring_module
+
+    loads = []
+    real_load = keyring_module.load
+
+    def counted_load(*args):
+        loads.append(args[1])
+        return real_load(*args)
+
+    monkeypatch.setattr(keyring_module, "load", counted_load)
+    now = datetime.now(UTC)
+
+    async def steps(keyring):
+        await keyring.snapshot()
+        made = sources.create_source(runtime, "shop", ACTOR)
+        snapshots = await asyncio.gather(*(keyring.recheck() for _ in range(50)))
+        return made, snapshots
+
+    made, snapshots = run_on_keyring(runtime, steps)
+
+    # one load at the start, one for the version the creation bumped: not one per request
+    assert len(loads) == 2
+    assert {snapshot.source_for(made.key, now) for snapshot in snapshots} == {"shop"}
+
+
+def test_a_created_key_works_as_soon_as_the_creation_returns(client, runtime, clock):
+    assert send(client, WRITE_KEY, "m-settings").status_code == 200  # the keyring has loaded
+
+    made = sources.create_source(runtime, "shop", ACTOR)
+    rotated = sources.rotate_key(runtime, "shop", ACTOR)
+
+    # the clock has not moved: no scheduled version check has happened since the key was made
+    assert send(client, made.key, "m-made").status_code == 200
+    assert send(client, rotated.key, "m-rotated").status_code == 200
+    assert sources_of_events(runtime) == {
+        "m-settings": "web",
+        "m-made": "shop",
+        "m-rotated": "shop",
+    }
