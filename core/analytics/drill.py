@@ -18,14 +18,21 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from c360 import audit
+from c360.access import Principal
 from c360.analytics.cohorts import MONTHS_SQL, cohort_month
 from c360.analytics.filters import Filters, period_start, pg_event_conditions, pg_period
+from c360.analytics.overview import first_event_conditions
 from c360.analytics.trends import UNKNOWN, check_breakdown
 from c360.errors import InputError
+from c360.governance.policies import mask_profiles
 from c360.runtime import Runtime
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000_000
+
+#: What an identifier the principal may not see reads as (c360.governance.policies).
+MASKED = "***"
 
 #: What a profile drill-down can explain.
 PROFILE_METRICS = ("active_customers", "new_profiles")
@@ -44,6 +51,36 @@ _PROFILE_COLUMNS = (
     " (SELECT i.id_value FROM identifiers i WHERE i.profile_id = p.profile_id"
     " AND i.id_type = 'user_id' ORDER BY i.first_seen, i.id_value LIMIT 1)"
 )
+
+
+def for_principal(
+    runtime: Runtime, principal: Principal | None, rows: list[dict[str, Any]], via: str
+) -> list[dict[str, Any]]:
+    """Rows that list profiles or events (each with `profile_id` and `user_id`) as `principal`
+    may see them: the userId is the identifier `id_user_id`, masked by the access policies as
+    the profile API masks it; a userId shown unmasked is recorded as a PII read through `via`.
+    Applied after any cache, so one principal's view never reaches another."""
+    if not rows:
+        return rows
+    docs = [_identified(row) for row in rows]
+    with runtime.pool.connection() as conn:
+        masked, shown = mask_profiles(conn, principal, docs)
+        if principal is not None and shown:
+            audit.record_pii_read(
+                conn,
+                actor=principal.actor,
+                profile_ids=_shown_profiles(docs),
+                fields=shown,
+                via=via,
+            )
+    return [{**row, "user_id": _user_id(doc)} for row, doc in zip(rows, masked, strict=True)]
+
+
+def customer_label(row: dict[str, Any]) -> str:
+    """How a table names a customer: its userId when shown, else its profile id (a masked
+    userId tells readers nothing and every masked one looks the same)."""
+    user_id = row.get("user_id")
+    return user_id if user_id and user_id != MASKED else str(row.get("profile_id") or "")
 
 
 def check_page(limit: int, offset: int) -> None:
@@ -166,6 +203,23 @@ def profile_events(
     }
 
 
+def _identified(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the profile document masking reads: its userId as an identifier."""
+    user_id = row.get("user_id")
+    identifiers = [] if user_id is None else [{"type": "user_id", "value": user_id}]
+    return {"profile_id": row.get("profile_id"), "identifiers": identifiers}
+
+
+def _shown_profiles(docs: list[dict[str, Any]]) -> list[str]:
+    """The profiles whose userId a page shows, once each (events repeat them)."""
+    found = (doc["profile_id"] for doc in docs if doc["identifiers"] and doc["profile_id"])
+    return list(dict.fromkeys(found))
+
+
+def _user_id(doc: dict[str, Any]) -> Any:
+    return doc["identifiers"][0]["value"] if doc["identifiers"] else None
+
+
 def _narrowed(
     where: str,
     values: dict[str, Any],
@@ -188,8 +242,8 @@ def _narrowed(
 
 
 def _first_seen_in(filters: Filters, period: date | None) -> tuple[str, dict[str, Any]]:
-    clauses = ["p.first_seen IS NOT NULL"]
-    values: dict[str, Any] = {}
+    first, values = first_event_conditions(filters)
+    clauses = ["p.first_seen IS NOT NULL", first]
     if filters.start():
         clauses.append("p.first_seen >= %(n_start)s")
         values["n_start"] = filters.start()

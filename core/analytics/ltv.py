@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from c360.access import Principal
-from c360.analytics import cache, clv
+from c360.analytics import cache, clv, drill
 from c360.analytics.overview import ORDER_SQL
 from c360.errors import InputError
 from c360.reports import registry
@@ -203,17 +203,26 @@ def check_params(raw: dict[str, Any]) -> LtvParams:
     )
 
 
-def for_principal(report: dict[str, Any], principal: Principal) -> dict[str, Any]:
-    """The report as `principal` may see it: userIds (which can be e-mail addresses) only
-    with pii:read; profile ids always, as the drill-down key."""
-    if principal.can("pii:read"):
-        return report
-    hidden = dict(report)
-    hidden["top_customers"] = [{**row, "user_id": None} for row in report["top_customers"]]
-    churn = dict(report["churn_risk"])
-    churn["customers"] = [{**row, "user_id": None} for row in churn["customers"]]
-    hidden["churn_risk"] = churn
-    return hidden
+def for_principal(
+    report: dict[str, Any],
+    principal: Principal | None,
+    runtime: Runtime | None = None,
+    via: str = "api:/v1/reports/ltv",
+) -> dict[str, Any]:
+    """The report as `principal` may see it: userIds (the identifier `id_user_id`, which can
+    be an e-mail address) masked by the access policies as the profile API masks them, and
+    those shown unmasked recorded as a PII read through `via`; profile ids always, as the
+    drill-down key. Applied after the cache. Without `runtime` (no policies to read) a
+    userId shows only with pii:read."""
+    if runtime is None:
+        return report if principal is not None and principal.can("pii:read") else _hidden(report)
+    top, churn = report["top_customers"], report["churn_risk"]["customers"]
+    rows = drill.for_principal(runtime, principal, [*top, *churn], via)
+    return {
+        **report,
+        "top_customers": rows[: len(top)],
+        "churn_risk": {**report["churn_risk"], "customers": rows[len(top) :]},
+    }
 
 
 def build_ltv_report(runtime: Runtime, params: dict[str, Any], principal: Principal) -> Report:
@@ -229,6 +238,8 @@ def build_ltv_report(runtime: Runtime, params: dict[str, Any], principal: Princi
             checked.as_of,
         ),
         principal,
+        runtime,
+        "export:report/ltv",
     )
     return Report(
         title="Customer lifetime value",
@@ -236,6 +247,15 @@ def build_ltv_report(runtime: Runtime, params: dict[str, Any], principal: Princi
         f"data to {data['as_of'] or 'no purchases yet'}",
         sections=_sections(data),
     )
+
+
+def _hidden(report: dict[str, Any]) -> dict[str, Any]:
+    hidden = dict(report)
+    hidden["top_customers"] = [{**row, "user_id": None} for row in report["top_customers"]]
+    churn = dict(report["churn_risk"])
+    churn["customers"] = [{**row, "user_id": None} for row in churn["customers"]]
+    hidden["churn_risk"] = churn
+    return hidden
 
 
 def _latest_purchase_day(conn: Any) -> date | None:

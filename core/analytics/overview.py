@@ -9,8 +9,10 @@ Where each number comes from, and why:
   active customer is a resolved profile, which only the store knows; money is read there
   because F2 has already turned it into exact `numeric` by c360's money rules (the lake keeps
   the raw payload, whose amounts would have to be parsed again in SQL).
-- new and total profiles: the `profiles` table (live profiles: not merged into another). New
-  profiles follow the date range only; sources and event types do not apply to them.
+- new and total profiles: the `profiles` table (live profiles: not merged into another). A
+  profile is new in the range when it was first seen in it; with sources or event types, also
+  when its first event came from one of those sources and is of one of those types (what
+  brought the customer in). Total profiles follow no filter.
 - dead letters: the length of the c360-dlq topic, through the bus adapter.
 
 Touches: reads PostgreSQL, the lake and the bus; writes only the analytics cache.
@@ -111,16 +113,32 @@ def store_numbers(runtime: Runtime, filters: Filters) -> dict[str, Any]:
 
 
 def new_profile_counts(runtime: Runtime, filters: Filters) -> dict[str, int]:
-    """Live profiles first seen in each period of the range."""
-    where, values = pg_time_conditions(filters, "first_seen")
+    """Live profiles first seen in each period of the range (whose first event matches the
+    sources and event types, when given)."""
+    where, values = pg_time_conditions(filters, "p.first_seen")
+    first, first_values = first_event_conditions(filters)
     with runtime.pool.connection() as conn:
         rows = conn.execute(
-            f"SELECT {pg_period('first_seen', filters.granularity)} AS period, count(*)"
-            f" FROM profiles WHERE merged_into IS NULL AND first_seen IS NOT NULL AND {where}"
-            " GROUP BY period ORDER BY period",
-            values,
+            f"SELECT {pg_period('p.first_seen', filters.granularity)} AS period, count(*)"
+            " FROM profiles p WHERE p.merged_into IS NULL AND p.first_seen IS NOT NULL"
+            f" AND {where} AND {first} GROUP BY period ORDER BY period",
+            {**values, **first_values},
         ).fetchall()
     return {iso_day(period): int(count) for period, count in rows}
+
+
+def first_event_conditions(filters: Filters) -> tuple[str, dict[str, Any]]:
+    """SQL true for a profile `p` whose first event (oldest, then by source and messageId)
+    matches the filters' sources and event types; TRUE when the filters name neither."""
+    if not (filters.sources or filters.event_types):
+        return "TRUE", {}
+    kinds = Filters(sources=filters.sources, event_types=filters.event_types)
+    where, values = pg_event_conditions(kinds, alias="fe")
+    first = (
+        "SELECT e1.source, e1.type, e1.event FROM events e1 WHERE e1.profile_id = p.profile_id"
+        " ORDER BY e1.event_time, e1.source, e1.message_id LIMIT 1"
+    )
+    return f"EXISTS (SELECT 1 FROM ({first}) fe WHERE {where})", values
 
 
 def profiles_total(runtime: Runtime) -> int:

@@ -18,13 +18,15 @@ from litestar.params import Parameter
 from litestar.types import ControllerRouterHandler
 
 from c360.analytics.cohorts import cohorts
-from c360.analytics.drill import cohort_profiles, drill_events, drill_profiles
+from c360.analytics.drill import cohort_profiles, drill_events, drill_profiles, for_principal
 from c360.analytics.filters import parse_day, parse_filters
 from c360.analytics.overview import overview
 from c360.analytics.rfm import check_as_of, rfm, rfm_cell
 from c360.analytics.trends import trends
+from c360.api import auth
 from c360.errors import InputError
 from c360.events.model import encode
+from c360.events.text import clean_text
 
 OPT = {"permission": "analytics:read"}
 
@@ -71,7 +73,9 @@ def read_overview(
     granularity: Granularity = None,
 ) -> Response[bytes]:
     """Events per period (from the lake), active customers, orders and revenue per period,
-    new profiles per period, total profiles and the DLQ size (from the store and the bus)."""
+    new profiles per period (first seen in the range; with source or event_type, only those
+    whose first event matches them), total profiles and the DLQ size (from the store and the
+    bus)."""
     return _json(overview(state.runtime, parse_filters(request.query_params)))
 
 
@@ -114,7 +118,8 @@ def read_rfm_cell(
     """The customers in one RFM cell, largest monetary first, paged."""
     _only(request, ("as_of", "limit", "offset"))
     page = _page(limit, offset)
-    return _json(rfm_cell(state.runtime, r, f, *page, as_of=_as_of(as_of)))
+    found = rfm_cell(state.runtime, r, f, *page, as_of=_as_of(as_of))
+    return _json(_masked(request, state, found, "profiles"))
 
 
 @get("/v1/analytics/cohorts", sync_to_thread=True, opt=OPT)
@@ -137,7 +142,8 @@ def read_cohort_cell(
     """The customers of a cohort who ordered in a given month after their first, paged."""
     _only(request, ("limit", "offset"))
     page = _page(limit, offset)
-    return _json(cohort_profiles(state.runtime, cohort, month_offset, *page))
+    found = cohort_profiles(state.runtime, cohort, month_offset, *page)
+    return _json(_masked(request, state, found, "profiles"))
 
 
 @get("/v1/analytics/rows", sync_to_thread=True, opt=OPT)
@@ -162,7 +168,8 @@ def read_rows(
     userId, revenue), oldest first, paged."""
     filters = parse_filters(request.query_params, extra=("period", "by", "key", "limit", "offset"))
     day = parse_day(period, "period")
-    return _json(drill_events(state.runtime, filters, day, by, key, *_page(limit, offset)))
+    found = drill_events(state.runtime, filters, day, by, key, *_page(limit, offset))
+    return _json(_masked(request, state, found, "rows"))
 
 
 @get("/v1/analytics/profiles", sync_to_thread=True, opt=OPT)
@@ -181,11 +188,13 @@ def read_metric_profiles(
     limit: Limit = None,
     offset: Offset = None,
 ) -> Response[bytes]:
-    """The profiles behind a count on the overview (active customers, new profiles), paged."""
+    """The profiles behind a count on the overview (active customers, new profiles), paged;
+    userIds masked for the caller as the profile API masks them."""
     filters = parse_filters(request.query_params, extra=("metric", "period", "limit", "offset"))
     day = parse_day(period, "period")
     page = _page(limit, offset)
-    return _json(drill_profiles(state.runtime, filters, metric or "active_customers", day, *page))
+    found = drill_profiles(state.runtime, filters, metric or "active_customers", day, *page)
+    return _json(_masked(request, state, found, "profiles"))
 
 
 def route_handlers() -> list[ControllerRouterHandler]:
@@ -209,6 +218,14 @@ def route_handlers() -> list[ControllerRouterHandler]:
 def _json(value: Any) -> Response[bytes]:
     """JSON with Decimal as exact numbers (13990.93, never a float's 13990.929999)."""
     return Response(content=encode(value), media_type="application/json")
+
+
+def _masked(request: Request, state: State, found: dict[str, Any], key: str) -> dict[str, Any]:
+    """An answer whose `key` lists profiles or events, with their userIds masked for the
+    caller as the profile API masks them (unmasked ones audited)."""
+    via = clean_text(f"api:{request.url.path}")  # a NUL in a path is not text
+    rows = for_principal(state.runtime, auth.principal(request), found[key], via)
+    return {**found, key: rows}
 
 
 def _only(request: Request, known: tuple[str, ...]) -> None:

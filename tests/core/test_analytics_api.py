@@ -179,3 +179,29 @@ def test_filters_narrow_the_overview(api, loaded):
     assert body["events_total"] == 0
     assert body["profiles_total"] == 5
     assert Filters().canonical()["sources"] == []
+
+
+def test_new_profiles_follow_the_source_and_event_type_filters(api, loaded):
+    everyone = exact(api.get("/v1/analytics/overview"))
+    nowhere = exact(api.get("/v1/analytics/overview?source=nope"))
+    web = exact(api.get("/v1/analytics/overview?source=web"))
+    by_order = {"metric": "new_profiles", "event_type": "Order Completed"}
+    ordered = exact(api.get("/v1/analytics/overview", params={"event_type": "Order Completed"}))
+    drilled = exact(api.get("/v1/analytics/profiles", params=by_order))
+    drilled_nowhere = exact(api.get("/v1/analytics/profiles?metric=new_profiles&source=nope"))
+
+    buyers = {e["userId"] for e in loaded if e["type"] == "track"}
+    assert everyone["new_profiles_total"] == len(buyers) + 1  # and u-9, who viewed a page
+    assert nowhere["events_total"] == 0 and nowhere["new_profiles_total"] == 0
+    assert web["new_profiles_total"] == everyone["new_profiles_total"]
+    assert ordered["new_profiles_total"] == len(buyers)  # u-9's first event was a page view
+    assert {p["user_id"] for p in drilled["profiles"]} == buyers
+    assert drilled_nowhere["total"] == 0 and drilled_nowhere["profiles"] == []
+
+
+def test_rfm_answers_echo_the_day_they_are_as_of(api, loaded):
+    latest = max(e["timestamp"][:10] for e in loaded if e["type"] == "track")
+
+    assert exact(api.get("/v1/analytics/rfm"))["as_of"] == latest
+    assert exact(api.get("/v1/analytics/rfm/cells/1/1"))["as_of"] == latest
+    assert exact(api.get("/v1/analytics/rfm?as_of=2026-02-01"))["as_of"] == "2026-02-01"

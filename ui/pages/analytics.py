@@ -6,6 +6,7 @@ Touches no database itself: c360.analytics.rfm, .cohorts and .drill compute.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -25,9 +26,11 @@ from c360.ui.pages.common import (
     csv_response,
     moment,
     page,
+    principal,
     require,
     with_query,
 )
+from c360.ui.pages.exports import csv_download
 
 #: Customers per page of a cell or cohort drill-down.
 PAGE_SIZE = 50
@@ -108,15 +111,15 @@ def analytics_csv(request: Request[Any, Any, Any], state: State, table: FromPath
     """A table of these pages as CSV: `rfm`, `rfm-cell`, `cohorts`, `cohort-customers`."""
     require(request, "analytics:read")
     runtime = state.runtime
+    if table == "rfm-cell":
+        return csv_download("rfm-cell", CELL_COLUMNS, _cell_fetch(request, state))
+    if table == "cohort-customers":
+        return csv_download("cohort-customers", COHORT_COLUMNS, _cohort_fetch(request, state))
     if table == "rfm":
         as_of = parse_day(request.query_params.get("as_of"), "as_of")
         view = rfm_table(rfm(runtime, as_of))
-    elif table == "rfm-cell":
-        view = _cell(request, state)[0]
     elif table == "cohorts":
         view = cohort_table(cohorts(runtime))
-    elif table == "cohort-customers":
-        view = _cohort_customers(request, state)[0]
     else:
         raise InputError("unknown_table", "the tables are rfm, rfm-cell, cohorts, cohort-customers")
     return csv_response(f"{table}.csv", view.columns, view.rows)
@@ -188,62 +191,115 @@ def cohort_table(found: dict[str, Any]) -> TableView:
     )
 
 
+#: Columns of a cell's customers, on the page and in its CSV.
+CELL_COLUMNS = ("Customer", "Days since last order", "Orders", "Spend", "R", "F", "M")
+
+#: Columns of a cohort's customers, on the page and in its CSV.
+COHORT_COLUMNS = ("Customer", "First seen", "Last seen", "Orders", "Revenue")
+
+
 def _cell(
     request: Request[Any, Any, Any], state: State
 ) -> tuple[TableView, dict[str, Any], dict[str, Any]]:
     params = request.query_params
-    r, f = _whole(params, "r", 1, 5), _whole(params, "f", 1, 5)
     offset = _whole(params, "offset", 0, drill.MAX_OFFSET, default=0)
-    as_of = parse_day(params.get("as_of"), "as_of")
-    found = rfm_cell(state.runtime, r, f, PAGE_SIZE, offset, as_of)
+    found = _cell_fetch(request, state, found_only=True)(PAGE_SIZE, offset)
     view = TableView(
         id="rfm-cell",
-        caption=f"{found['customers']:,} customers with recency score {r} and frequency {f}",
-        columns=("Customer", "Days since last order", "Orders", "Spend", "R", "F", "M"),
-        rows=[
-            [
-                Link(row["user_id"] or row["profile_id"], f"/customers/{row['profile_id']}"),
-                row["recency_days"],
-                row["frequency"],
-                row["monetary"],
-                row["r"],
-                row["f"],
-                row["m"],
-            ]
-            for row in found["profiles"]
-        ],
-        csv_href=with_query("/export/csv/analytics/rfm-cell", params),
+        caption=f"{found['customers']:,} customers with recency score {found['r']} and "
+        f"frequency {found['f']}, as of {found['as_of'] or 'no orders yet'}",
+        columns=CELL_COLUMNS,
+        rows=_cell_rows(found["profiles"]),
+        csv_href=with_query("/export/csv/analytics/rfm-cell", params, offset=None),
         numeric=frozenset({1, 2, 3}),
     )
     return view, found, _pages(request, offset, found["customers"])
+
+
+def _cell_fetch(
+    request: Request[Any, Any, Any], state: State, found_only: bool = False
+) -> Callable[[int, int], Any]:
+    """A reader of pages of one cell's customers (`r`, `f`, `as_of`), masked for the reader:
+    the whole answer, or (total, table rows) for a CSV."""
+    params = request.query_params
+    r, f = _whole(params, "r", 1, 5), _whole(params, "f", 1, 5)
+    as_of = parse_day(params.get("as_of"), "as_of")
+
+    def fetch(limit: int, offset: int) -> Any:
+        found = rfm_cell(state.runtime, r, f, limit, offset, as_of)
+        found["profiles"] = _masked(request, state, found["profiles"])
+        return found if found_only else (found["customers"], _cell_rows(found["profiles"]))
+
+    return fetch
+
+
+def _cell_rows(profiles: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            Link(drill.customer_label(row), f"/customers/{row['profile_id']}"),
+            row["recency_days"],
+            row["frequency"],
+            row["monetary"],
+            row["r"],
+            row["f"],
+            row["m"],
+        ]
+        for row in profiles
+    ]
 
 
 def _cohort_customers(
     request: Request[Any, Any, Any], state: State
 ) -> tuple[TableView, dict[str, Any], dict[str, Any]]:
     params = request.query_params
-    cohort = params.get("cohort") or ""
-    month_offset = _whole(params, "month_offset", 0, 1200)
     offset = _whole(params, "offset", 0, drill.MAX_OFFSET, default=0)
-    found = drill.cohort_profiles(state.runtime, cohort, month_offset, PAGE_SIZE, offset)
+    found = _cohort_fetch(request, state, found_only=True)(PAGE_SIZE, offset)
     view = TableView(
         id="cohort-customers",
-        caption=f"{found['total']:,} customers of cohort {cohort} ordering in month {month_offset}",
-        columns=("Customer", "First seen", "Last seen", "Orders", "Revenue"),
-        rows=[
-            [
-                Link(row["user_id"] or row["profile_id"], f"/customers/{row['profile_id']}"),
-                moment(row["first_seen"]),
-                moment(row["last_seen"]),
-                row["orders"],
-                row["revenue"],
-            ]
-            for row in found["profiles"]
-        ],
-        csv_href=with_query("/export/csv/analytics/cohort-customers", params),
+        caption=f"{found['total']:,} customers of cohort {found['cohort']} ordering in month "
+        f"{found['month_offset']}",
+        columns=COHORT_COLUMNS,
+        rows=_cohort_rows(found["profiles"]),
+        csv_href=with_query("/export/csv/analytics/cohort-customers", params, offset=None),
         numeric=frozenset({3, 4}),
     )
     return view, found, _pages(request, offset, found["total"])
+
+
+def _cohort_fetch(
+    request: Request[Any, Any, Any], state: State, found_only: bool = False
+) -> Callable[[int, int], Any]:
+    """A reader of pages of a cohort's customers in one month, masked for the reader."""
+    params = request.query_params
+    cohort = params.get("cohort") or ""
+    month_offset = _whole(params, "month_offset", 0, 1200)
+
+    def fetch(limit: int, offset: int) -> Any:
+        found = drill.cohort_profiles(state.runtime, cohort, month_offset, limit, offset)
+        found["profiles"] = _masked(request, state, found["profiles"])
+        return found if found_only else (found["total"], _cohort_rows(found["profiles"]))
+
+    return fetch
+
+
+def _cohort_rows(profiles: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            Link(drill.customer_label(row), f"/customers/{row['profile_id']}"),
+            moment(row["first_seen"]),
+            moment(row["last_seen"]),
+            row["orders"],
+            row["revenue"],
+        ]
+        for row in profiles
+    ]
+
+
+def _masked(
+    request: Request[Any, Any, Any], state: State, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Customer rows with userIds masked for the reader (those shown audited)."""
+    return drill.for_principal(state.runtime, principal(request), rows, f"ui:{request.url.path}")
 
 
 def _pages(request: Request[Any, Any, Any], offset: int, total: int) -> dict[str, Any]:

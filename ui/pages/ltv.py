@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Response, Template
 
-from c360.analytics import ltv
+from c360.analytics import drill, ltv
 from c360.errors import InputError
 from c360.ui.pages.common import (
     ChartView,
@@ -120,7 +120,8 @@ def ltv_tables(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[st
 
 
 def _report(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    """The report for the page's parameters, as the reader may see it (userIds need pii:read)."""
+    """The report for the page's parameters, as the reader may see it: userIds masked by the
+    access policies (those shown audited), after the cache."""
     params = request.query_params
     unknown = sorted(set(params.keys()) - set(PARAMETERS))
     if unknown:
@@ -141,13 +142,12 @@ def _report(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     who = principal(request)
     if who is None:
         raise InputError("not_signed_in", "sign in first")
-    return ltv.for_principal(data, who)
+    return ltv.for_principal(data, who, state.runtime, f"ui:{request.url.path}")
 
 
 def _customer_row(customer: dict[str, Any]) -> list[Any]:
-    label = customer["user_id"] or customer["profile_id"]
     return [
-        Link(label, f"/customers/{customer['profile_id']}"),
+        Link(drill.customer_label(customer), f"/customers/{customer['profile_id']}"),
         customer["frequency"] + 1,  # repeat purchases plus the first
         customer["p_alive"],
         customer["total_spend"],

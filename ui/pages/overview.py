@@ -7,6 +7,7 @@ Touches no database itself: c360.analytics.overview and c360.analytics.drill com
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, get
@@ -25,9 +26,11 @@ from c360.ui.pages.common import (
     csv_response,
     moment,
     page,
+    principal,
     require,
     with_query,
 )
+from c360.ui.pages.exports import csv_download
 
 #: Event types offered in the filter: Segment's calls and the order event c360 counts.
 EVENT_TYPE_OPTIONS = ("track", "identify", "page", "screen", "group", "alias", "Order Completed")
@@ -80,7 +83,7 @@ def overview_csv(request: Request[Any, Any, Any], state: State) -> Response:
 def events_drill(request: Request[Any, Any, Any], state: State) -> Template:
     """The events behind a point (`period`) or behind the whole range."""
     filters, period, offset = _drill_params(request)
-    found = drill.drill_events(state.runtime, filters, period, limit=PAGE_SIZE, offset=offset)
+    found = _events_fetch(request, state, filters, period, found_only=True)(PAGE_SIZE, offset)
     view = _events_table(request, found)
     context = _drill_context(request, state, filters, found, view)
     return page(request, "drill.html", "Events behind the number", "overview", context)
@@ -95,8 +98,8 @@ def events_drill(request: Request[Any, Any, Any], state: State) -> Template:
 def profiles_drill(request: Request[Any, Any, Any], state: State) -> Template:
     """The profiles behind active customers or new profiles (`metric`), in a period or all."""
     filters, period, offset = _drill_params(request)
-    metric = request.query_params.get("metric") or "active_customers"
-    found = drill.drill_profiles(state.runtime, filters, metric, period, PAGE_SIZE, offset)
+    fetch = _profiles_fetch(request, state, filters, period, found_only=True)
+    found = fetch(PAGE_SIZE, offset)
     view = _profiles_table(request, found)
     context = _drill_context(request, state, filters, found, view)
     return page(request, "drill.html", "Customers behind the number", "overview", context)
@@ -109,17 +112,17 @@ def profiles_drill(request: Request[Any, Any, Any], state: State) -> Template:
     sync_to_thread=True,
 )
 def drill_csv(request: Request[Any, Any, Any], state: State) -> Response:
-    """A drill-down page as CSV (`table` events or profiles, same filters and page)."""
+    """Every row of a drill-down as CSV (`table` events or profiles, the same filters)."""
     require(request, "dashboards:read")
-    filters, period, offset = _drill_params(request)
-    if request.query_params.get("table") == "profiles":
-        metric = request.query_params.get("metric") or "active_customers"
-        found = drill.drill_profiles(state.runtime, filters, metric, period, PAGE_SIZE, offset)
-        view = _profiles_table(request, found)
-    else:
-        found = drill.drill_events(state.runtime, filters, period, limit=PAGE_SIZE, offset=offset)
-        view = _events_table(request, found)
-    return csv_response(f"{view.id}.csv", view.columns, view.rows)
+    filters, period, _ = _drill_params(request)
+    table = request.query_params.get("table") or "events"
+    if table == "events":
+        fetch = _events_fetch(request, state, filters, period)
+        return csv_download("drill-events", EVENT_COLUMNS, fetch)
+    if table == "profiles":
+        fetch = _profiles_fetch(request, state, filters, period)
+        return csv_download("drill-profiles", PROFILE_COLUMNS, fetch)
+    raise InputError("unknown_table", f"table must be events or profiles; got {table[:30]!r}")
 
 
 HANDLERS = [overview_page, overview_csv, events_drill, profiles_drill, drill_csv]
@@ -272,29 +275,85 @@ def _drill_context(
     }
 
 
+#: Columns of the events behind a number, on the page and in its CSV.
+EVENT_COLUMNS = ("Time", "Source", "Type", "Event", "Message id", "Customer", "Revenue")
+
+#: Columns of the profiles behind a number, on the page and in its CSV.
+PROFILE_COLUMNS = ("Customer", "First seen", "Last seen", "Events", "Orders", "Revenue")
+
+
+def _events_fetch(
+    request: Request[Any, Any, Any],
+    state: State,
+    filters: Filters,
+    period: Any,
+    found_only: bool = False,
+) -> Callable[[int, int], Any]:
+    """A reader of pages of the events behind a number, masked for the reader: the whole
+    answer, or (total, table rows) for a CSV."""
+
+    def fetch(limit: int, offset: int) -> Any:
+        found = drill.drill_events(state.runtime, filters, period, limit=limit, offset=offset)
+        found["rows"] = _masked(request, state, found["rows"])
+        return found if found_only else (found["total"], _event_rows(found["rows"]))
+
+    return fetch
+
+
+def _profiles_fetch(
+    request: Request[Any, Any, Any],
+    state: State,
+    filters: Filters,
+    period: Any,
+    found_only: bool = False,
+) -> Callable[[int, int], Any]:
+    """A reader of pages of the profiles behind a number (`metric`), masked for the reader."""
+    metric = request.query_params.get("metric") or "active_customers"
+
+    def fetch(limit: int, offset: int) -> Any:
+        found = drill.drill_profiles(state.runtime, filters, metric, period, limit, offset)
+        found["profiles"] = _masked(request, state, found["profiles"])
+        return found if found_only else (found["total"], _profile_rows(found["profiles"]))
+
+    return fetch
+
+
+def _masked(
+    request: Request[Any, Any, Any], state: State, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Rows with userIds masked for the reader (those shown audited)."""
+    return drill.for_principal(state.runtime, principal(request), rows, f"ui:{request.url.path}")
+
+
 def _events_table(request: Request[Any, Any, Any], found: dict[str, Any]) -> TableView:
     where = f" on {found['period']}" if found["period"] else ""
     return TableView(
         id="drill-events",
         caption=f"{found['total']:,} events{where}, oldest first",
-        columns=("Time", "Source", "Type", "Event", "Message id", "Customer", "Revenue"),
-        rows=[
-            [
-                moment(row["time"]),
-                row["source"],
-                row["type"],
-                row["event"],
-                row["message_id"],
-                Link(row["user_id"] or row["profile_id"], f"/customers/{row['profile_id']}")
-                if row["profile_id"]
-                else row["user_id"],
-                row["revenue"],
-            ]
-            for row in found["rows"]
-        ],
-        csv_href=with_query("/export/csv/overview/drill", request.query_params, table="events"),
+        columns=EVENT_COLUMNS,
+        rows=_event_rows(found["rows"]),
+        csv_href=with_query(
+            "/export/csv/overview/drill", request.query_params, table="events", offset=None
+        ),
         numeric=frozenset({6}),
     )
+
+
+def _event_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            moment(row["time"]),
+            row["source"],
+            row["type"],
+            row["event"],
+            row["message_id"],
+            Link(drill.customer_label(row), f"/customers/{row['profile_id']}")
+            if row["profile_id"]
+            else row["user_id"],
+            row["revenue"],
+        ]
+        for row in rows
+    ]
 
 
 def _profiles_table(request: Request[Any, Any, Any], found: dict[str, Any]) -> TableView:
@@ -303,18 +362,24 @@ def _profiles_table(request: Request[Any, Any, Any], found: dict[str, Any]) -> T
     return TableView(
         id="drill-profiles",
         caption=f"{found['total']:,} {label}{where}, by revenue",
-        columns=("Customer", "First seen", "Last seen", "Events", "Orders", "Revenue"),
-        rows=[
-            [
-                Link(row["user_id"] or row["profile_id"], f"/customers/{row['profile_id']}"),
-                moment(row["first_seen"]),
-                moment(row["last_seen"]),
-                row["events"],
-                row["orders"],
-                row["revenue"],
-            ]
-            for row in found["profiles"]
-        ],
-        csv_href=with_query("/export/csv/overview/drill", request.query_params, table="profiles"),
+        columns=PROFILE_COLUMNS,
+        rows=_profile_rows(found["profiles"]),
+        csv_href=with_query(
+            "/export/csv/overview/drill", request.query_params, table="profiles", offset=None
+        ),
         numeric=frozenset({3, 4, 5}),
     )
+
+
+def _profile_rows(profiles: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            Link(drill.customer_label(row), f"/customers/{row['profile_id']}"),
+            moment(row["first_seen"]),
+            moment(row["last_seen"]),
+            row["events"],
+            row["orders"],
+            row["revenue"],
+        ]
+        for row in profiles
+    ]
