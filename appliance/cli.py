@@ -47,6 +47,8 @@ EPILOG = """examples:
   c360 identity dedupe --apply        merge duplicate profiles found by score
   c360 users create --name lan --role admin     the first administrator (asks for a password)
   c360 users list                     who may sign in, with role and state
+  c360 users set-role lan admin       give a user another role (e.g. a new administrator)
+  c360 users enable lan               let a disabled user sign in again
   c360 roles create auditor --permissions audit:read,governance:read
   c360 f0 sync                        apply the governance database to the running system
 """
@@ -192,6 +194,10 @@ def _add_account_commands(commands: Any) -> None:
     password.add_argument("--password-stdin", action="store_true")
     actions.add_parser("unlock", help="lift a lock-out").add_argument("name")
     actions.add_parser("disable", help="stop a user signing in").add_argument("name")
+    actions.add_parser("enable", help="let a disabled user sign in again").add_argument("name")
+    set_role = actions.add_parser("set-role", help="give a user another role (ends sessions)")
+    set_role.add_argument("name")
+    set_role.add_argument("role", help="admin, analyst, marketer, viewer or custom")
     for sub in actions.choices.values():
         sub.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     users.set_defaults(func=_users)
@@ -359,6 +365,12 @@ def _users(settings: Settings, args: argparse.Namespace) -> int:
         elif args.action == "unlock":
             accounts.unlock_user(conn, actor, args.name)
             print(f"{args.name} is unlocked")
+        elif args.action == "enable":
+            accounts.enable_user(conn, actor, args.name)
+            print(f"{args.name} is enabled; they can sign in now")
+        elif args.action == "set-role":
+            user = accounts.set_role(conn, actor, args.name, args.role)
+            print(f"{user.name} is now {user.role}; their sessions have ended")
         else:
             accounts.disable_user(conn, actor, args.name)
             print(f"{args.name} is disabled; their sessions have ended")

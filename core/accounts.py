@@ -10,6 +10,7 @@ the API also deletes them at once with c360.sessions.end_user_sessions.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import asdict, dataclass
@@ -111,9 +112,8 @@ def sign_in(runtime: Runtime, name: str, password: str, remote: str) -> tuple[st
     """Check name and password, start a session and return its id with the principal.
     Unknown names and wrong passwords are refused alike (code `bad_credentials`), after the
     same amount of hashing work, so neither the answer nor its timing says which names exist."""
-    settings = runtime.settings
     with runtime.pool.connection() as conn, conn.transaction():
-        refusal, user_id = _check_sign_in(conn, name, password, settings, remote)
+        refusal, user_id = _check_sign_in(runtime, conn, name, password, remote)
     if refusal is not None:
         raise refusal
     assert user_id is not None
@@ -156,10 +156,11 @@ _DISABLED_MESSAGE = "this account is disabled; ask an administrator to enable it
 
 
 def _check_sign_in(
-    conn: psycopg.Connection, name: str, password: str, settings: Any, remote: str
+    runtime: Runtime, conn: psycopg.Connection, name: str, password: str, remote: str
 ) -> tuple[SignInRefused | None, int | None]:
     """Decide one sign-in and write its consequences (counters, lock, audit entry); the
     refusal is returned rather than raised so that those writes are committed."""
+    settings = runtime.settings
     row = conn.execute(
         "SELECT user_id, name, password_hash, disabled, failed_attempts, locked_until"
         " FROM governance.users WHERE lower(name) = lower(%s) FOR UPDATE",
@@ -169,7 +170,8 @@ def _check_sign_in(
     now = datetime.now(UTC)
     if row is None:
         _verify(_dummy_hash(), password)  # same work as for a real user
-        return _refused(conn, target, "bad_credentials", _BAD_CREDENTIALS, "unknown_user", remote)
+        code, message = _count_unknown_failure(runtime, name, now)
+        return _refused(conn, target, code, message, "unknown_user", remote)
     user_id, _, password_hash, disabled, failed, locked_until = row
     if locked_until is not None and locked_until > now:
         _verify(_dummy_hash(), password)
@@ -201,6 +203,34 @@ def _count_failure(
         conn, actor="system:sign-in", action="user.lock", target=target, after={"until": until}
     )
     return _refused(conn, target, "locked_out", _locked_message(until), "password", remote)
+
+
+#: Valkey keys counting failed sign-ins under names no user has, so that they are locked out
+#: exactly as a real user would be and the answers do not tell which names exist.
+_UNKNOWN_PREFIX = "c360:sign-in-unknown:"
+#: How long a count for an unknown name is kept without a new failure.
+_UNKNOWN_TTL_S = 24 * 3600
+
+
+def _count_unknown_failure(runtime: Runtime, name: str, now: datetime) -> tuple[str, str]:
+    """(code, message) for a failed sign-in under a name no user has: counted and locked in
+    Valkey (keyed by the lower-cased name) the same way as a real user's failures."""
+    settings = runtime.settings
+    digest = hashlib.sha256(name.lower().encode()).hexdigest()
+    key = _UNKNOWN_PREFIX + digest
+    stored = {k.decode(): v.decode() for k, v in runtime.valkey.hgetall(key).items()}
+    until = datetime.fromisoformat(stored["until"]) if stored.get("until") else None
+    if until is not None and until > now:
+        return "locked_out", _locked_message(until)
+    failed = int(stored.get("failed", 0)) + 1
+    if failed < settings.lockout_attempts:
+        runtime.valkey.hset(key, mapping={"failed": failed, "until": ""})
+        runtime.valkey.expire(key, _UNKNOWN_TTL_S)
+        return "bad_credentials", _BAD_CREDENTIALS
+    until = now + timedelta(minutes=settings.lockout_minutes)
+    runtime.valkey.hset(key, mapping={"failed": 0, "until": until.isoformat()})
+    runtime.valkey.expire(key, max(_UNKNOWN_TTL_S, settings.lockout_minutes * 60))
+    return "locked_out", _locked_message(until)
 
 
 def _succeed(
@@ -328,11 +358,13 @@ def set_role(conn: psycopg.Connection, actor: str, name: str, role: str) -> User
     with conn.transaction():
         before = get_user(conn, name)
         _require_role(conn, role)
+        admins = _count_admins(conn)
         conn.execute(
             "UPDATE governance.users SET role = %s, sessions_valid_after = now()"
             " WHERE user_id = %s",
             (role, before.user_id),
         )
+        _require_an_admin_left(conn, admins)
         audit.record(
             conn,
             actor=actor,
@@ -391,11 +423,13 @@ def reset_password(conn: psycopg.Connection, actor: str, name: str, password: st
 def _set_disabled(conn: psycopg.Connection, actor: str, name: str, disabled: bool) -> User:
     with conn.transaction():
         before = get_user(conn, name)
+        admins = _count_admins(conn)
         conn.execute(
             "UPDATE governance.users SET disabled = %s, sessions_valid_after = now()"
             " WHERE user_id = %s",
             (disabled, before.user_id),
         )
+        _require_an_admin_left(conn, admins)
         audit.record(
             conn,
             actor=actor,
@@ -405,6 +439,35 @@ def _set_disabled(conn: psycopg.Connection, actor: str, name: str, disabled: boo
             after={"disabled": disabled},
         )
         return get_user(conn, name)
+
+
+#: The permission that lets a user manage users; someone enabled must always hold it, or no
+#: one could give it back short of the CLI.
+_MANAGE_USERS = "users:write"
+
+
+def _count_admins(conn: psycopg.Connection) -> int:
+    """How many enabled users hold a role that can manage users. The table lock keeps two
+    concurrent changes from each leaving the other's admin as the last one."""
+    conn.execute("LOCK TABLE governance.users IN SHARE ROW EXCLUSIVE MODE")
+    row = conn.execute(
+        "SELECT count(*) FROM governance.users u JOIN governance.roles r ON r.name = u.role"
+        " WHERE NOT u.disabled AND %s = ANY(r.permissions)",
+        (_MANAGE_USERS,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _require_an_admin_left(conn: psycopg.Connection, before: int) -> None:
+    """Refuse a change (made, not yet committed) that leaves no enabled user able to manage
+    users where there was one; raising inside the change's transaction rolls it back. A
+    change where there was none already (a recovery from the CLI) is let through."""
+    if before > 0 and _count_admins(conn) == 0:
+        raise AccountConflict(
+            "last_admin",
+            "this would leave no enabled user who can manage users: make another user an "
+            "administrator first",
+        )
 
 
 def _user_row(conn: psycopg.Connection, name: str) -> tuple[Any, ...] | None:
@@ -530,11 +593,13 @@ def update_role(
     with conn.transaction():
         before = get_role(conn, name)
         _refuse_built_in(before, "changed")
+        admins = _count_admins(conn)
         conn.execute(
             "UPDATE governance.roles SET permissions = %s,"
             " description = coalesce(%s, description) WHERE name = %s",
             (_ordered(permissions), description, name),
         )
+        _require_an_admin_left(conn, admins)
         after = get_role(conn, name)
         audit.record(
             conn,
@@ -564,7 +629,9 @@ def delete_role(conn: psycopg.Connection, actor: str, name: str) -> None:
                 f"the role {name!r} is held by {', '.join(holders[:20])}"
                 f"{' and others' if len(holders) > 20 else ''}: give them another role first",
             )
+        admins = _count_admins(conn)
         conn.execute("DELETE FROM governance.roles WHERE name = %s", (name,))
+        _require_an_admin_left(conn, admins)
         audit.record(
             conn, actor=actor, action="role.delete", target=f"role:{name}", before=before.as_json()
         )

@@ -14,7 +14,7 @@ from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.datastructures import State
 
 from c360 import accounts, sessions, tokens
-from c360.api.auth import actor, principal, secure_cookies
+from c360.api.auth import SIGN_IN_HINT, actor, principal, secure_cookies
 from c360.errors import InputError
 from c360.events.model import encode
 
@@ -35,6 +35,7 @@ def create_session(
 ) -> Response[bytes]:
     """Sign in with {name, password}; sets the session cookie and answers with the principal
     and its CSRF token. Send the `c360_csrf` cookie and the same value as X-CSRF-Token."""
+    _only(data, ("name", "password"))
     name = _text(data, "name")
     password = _text(data, "password")
     remote = request.client.host if request.client else ""
@@ -60,12 +61,18 @@ def delete_session(request: Request[Any, Any, Any], state: State) -> Response[No
     return response
 
 
-@get("/v1/me", sync_to_thread=False, opt={"public": True})
+@get("/v1/me", sync_to_thread=False, opt={"public": True, SIGN_IN_HINT: True})
 def read_me(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Who the request acts as, with its permissions (and CSRF token, for a session)."""
+    """Who the request acts as, with its permissions (and CSRF token, for a session). Not
+    signed in, the 401 sets the `c360_csrf` cookie and answers its value as `csrf_token`:
+    what POST /v1/session needs."""
     who = principal(request)
     if who is None:
-        raise accounts.SignInRefused("not_signed_in", "sign in first (POST /v1/session)")
+        raise accounts.SignInRefused(
+            "not_signed_in",
+            "sign in first: POST /v1/session with {name, password}, this answer's c360_csrf "
+            "cookie, and its csrf_token as the X-CSRF-Token header",
+        )
     return _json(_me(who))
 
 
@@ -85,6 +92,7 @@ def create_user(
     request: Request[Any, Any, Any], state: State, data: dict[str, Any]
 ) -> Response[bytes]:
     """Add a user: {name, role, password, email?}."""
+    _only(data, ("name", "role", "password", "email"))
     with state.runtime.pool.connection() as conn:
         user = accounts.create_user(
             conn,
@@ -102,8 +110,8 @@ def change_user(
     request: Request[Any, Any, Any], state: State, name: str, data: dict[str, Any]
 ) -> Response[bytes]:
     """Change a user's role and/or disabled state: {role?, disabled?}; ends their sessions."""
-    unknown = sorted(set(data) - {"role", "disabled"})
-    if unknown or not data:
+    _only(data, ("role", "disabled"))
+    if not data:
         raise InputError("invalid_change", 'send {"role": ...} and/or {"disabled": true|false}')
     runtime, who = state.runtime, actor(request)
     with runtime.pool.connection() as conn:
@@ -132,6 +140,7 @@ def set_password(
     request: Request[Any, Any, Any], state: State, name: str, data: dict[str, Any]
 ) -> Response[bytes]:
     """Give a user a new password: {password}; ends their sessions."""
+    _only(data, ("password",))
     with state.runtime.pool.connection() as conn:
         user = accounts.reset_password(conn, actor(request), name, _text(data, "password"))
     sessions.end_user_sessions(state.runtime, user.user_id)
@@ -154,6 +163,7 @@ def create_role(
     request: Request[Any, Any, Any], state: State, data: dict[str, Any]
 ) -> Response[bytes]:
     """Add a custom role: {name, permissions: [...], description?}."""
+    _only(data, ("name", "permissions", "description"))
     with state.runtime.pool.connection() as conn:
         role = accounts.create_role(
             conn,
@@ -170,6 +180,7 @@ def update_role(
     request: Request[Any, Any, Any], state: State, name: str, data: dict[str, Any]
 ) -> Response[bytes]:
     """Replace a custom role's permissions: {permissions: [...], description?}."""
+    _only(data, ("permissions", "description"))
     with state.runtime.pool.connection() as conn:
         role = accounts.update_role(
             conn,
@@ -203,16 +214,10 @@ def read_tokens(state: State) -> Response[bytes]:
 def create_token(
     request: Request[Any, Any, Any], state: State, data: dict[str, Any]
 ) -> Response[bytes]:
-    """Make a token: {label, scopes: [...], expires_in_days?}; the answer holds the token,
-    shown this once."""
-    days = data.get("expires_in_days")
-    if days is not None and (
-        not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_TOKEN_DAYS
-    ):
-        raise InputError(
-            "invalid_expiry", f"expires_in_days must be a whole number from 1 to {MAX_TOKEN_DAYS}"
-        )
-    expires = datetime.now(UTC) + timedelta(days=days) if days else None
+    """Make a token: {label, scopes: [...], expires_in_days? or expires_at? (ISO 8601, in
+    the future)}; the answer holds the token, shown this once."""
+    _only(data, ("label", "scopes", "expires_in_days", "expires_at"))
+    expires = _expiry(data, datetime.now(UTC))
     with state.runtime.pool.connection() as conn:
         token, record = tokens.create_token(
             conn, actor(request), _text(data, "label"), _names(data, "scopes"), expires
@@ -262,6 +267,54 @@ def _me(who: Any) -> dict[str, Any]:
         "permissions": sorted(who.permissions),
         "csrf_token": who.csrf_token,
     }
+
+
+def _expiry(data: dict[str, Any], now: datetime) -> datetime | None:
+    """When a new token expires: `expires_in_days` from now, or the time `expires_at`, which
+    must be in the future and at most MAX_TOKEN_DAYS away; None (never) without either."""
+    days, at = data.get("expires_in_days"), data.get("expires_at")
+    if days is not None and at is not None:
+        raise InputError("invalid_expiry", "send expires_in_days or expires_at, not both")
+    if at is not None:
+        return _expires_at(at, now)
+    if days is not None and (
+        not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_TOKEN_DAYS
+    ):
+        raise InputError(
+            "invalid_expiry", f"expires_in_days must be a whole number from 1 to {MAX_TOKEN_DAYS}"
+        )
+    return now + timedelta(days=days) if days else None
+
+
+def _expires_at(value: Any, now: datetime) -> datetime:
+    """`expires_at` read as an ISO 8601 time (UTC when it names no zone)."""
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise InputError(
+            "invalid_expiry", 'expires_at must be an ISO 8601 time, e.g. "2027-01-31T00:00:00Z"'
+        )
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if not now < when <= now + timedelta(days=MAX_TOKEN_DAYS):
+        raise InputError(
+            "invalid_expiry",
+            f"expires_at must be in the future and at most {MAX_TOKEN_DAYS} days away; "
+            f"got {value[:40]!r}",
+        )
+    return when
+
+
+def _only(data: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """Refuse a body with a field this endpoint does not read: a typo (or a field meant for
+    another endpoint) would otherwise be silently ignored."""
+    unknown = sorted(str(key) for key in data if key not in fields)
+    if unknown:
+        raise InputError(
+            "unknown_field",
+            f"unknown field {', '.join(unknown)[:200]}; the body may hold {', '.join(fields)}",
+        )
 
 
 def _text(data: dict[str, Any], field: str) -> str:

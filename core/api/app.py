@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from html import escape
 from importlib import metadata
 from typing import Any
 
@@ -32,14 +33,20 @@ from c360.api import governance as governance_api
 from c360.api import governance_sources as sources_api
 from c360.api import reports as reports_api
 from c360.api import segments as segments_api
-from c360.api.auth import AuthenticationMiddleware, check_routes, guard, refusal_response
+from c360.api.auth import (
+    AuthenticationMiddleware,
+    check_routes,
+    guard,
+    refusal_response,
+    wants_html,
+)
 from c360.api.gateway import make_handlers
 from c360.api.gzip import GzipRequestMiddleware
 from c360.api.identity import decide_review, identity_error, read_merges, read_reviews, undo
 from c360.api.metrics import metrics
 from c360.api.profiles import read_profile, read_profiles
 from c360.errors import BusUnavailable, InputError
-from c360.events.model import MAX_BATCH_BYTES
+from c360.events.model import MAX_BATCH_BYTES, MAX_DEPTH, too_deep
 from c360.merges import IdentityError
 from c360.plugins_manager import default_manager
 from c360.runtime import Runtime
@@ -130,8 +137,10 @@ def create_app(
             psycopg.OperationalError: _store_unavailable,
             psycopg_pool.PoolTimeout: _store_unavailable,
             HTTPException: _http_error,
+            RecursionError: _recursion_error,
             Exception: _internal_error,
         },
+        before_request=refuse_deep_bodies,
         on_startup=[sync_roles],
         on_shutdown=[close],
         request_max_body_size=MAX_BATCH_BYTES * 4,
@@ -141,6 +150,38 @@ def create_app(
     )
     check_routes(app)
     return app
+
+
+#: Bodies of these media types are forms, not JSON: their brackets are not nesting.
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def refuse_deep_bodies(request: Request) -> None:
+    """Refuse a JSON body nested more than MAX_DEPTH levels (the gateway's F1 rule) before a
+    handler decodes it: decoders and the code walking the result recurse, and a few thousand
+    brackets would exhaust the stack. The gateway's own routes (which read the raw body and
+    dead-letter such events one by one) are left to F1."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or not _decodes_body(request):
+        return
+    if request.content_type[0] in _FORM_TYPES:
+        return
+    if too_deep(await request.body()):
+        raise too_deeply_nested("the body")
+
+
+def too_deeply_nested(what: str) -> InputError:
+    """The error for JSON nested deeper than the gateway accepts, worded for `what`."""
+    return InputError(
+        "too_deeply_nested",
+        f"{what} nests objects or arrays more than {MAX_DEPTH} levels deep: flatten it",
+    )
+
+
+def _decodes_body(request: Request) -> bool:
+    """True when the route's handler takes the body (`data` or `body`), as every API route
+    reading JSON does; the gateway's handlers take only the request."""
+    parameters = request.route_handler.parsed_fn_signature.parameters
+    return "data" in parameters or "body" in parameters
 
 
 def _openapi() -> OpenAPIConfig:
@@ -233,6 +274,17 @@ def _too_large(path: str) -> dict[str, str]:
         "message": f"the event is over {limit} bytes; an event may be at most 32 KB: "
         "trim its properties or traits",
     }
+
+
+def _recursion_error(request: Request, exc: RecursionError) -> Response:
+    """Input nested so deep that decoding or walking it ran out of stack: the client's to
+    fix, never a failure of c360 (a page's JSON field, a body the depth check did not see)."""
+    log.info("Refusing %s %s: its input nests too deep.", request.method, request.url.path)
+    error = too_deeply_nested("the input")
+    if wants_html(request):  # a page or an HTMX swap: a sentence, not JSON
+        text = f'<p class="error" id="error-message">{escape(error.message)}</p>'
+        return Response(text, status_code=400, media_type="text/html")
+    return Response({"code": error.code, "message": error.message}, status_code=400)
 
 
 def _internal_error(request: Request, exc: Exception) -> Response:

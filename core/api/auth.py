@@ -181,15 +181,7 @@ async def _set_csrf_cookie(
         media = dict(headers).get(b"content-type", b"")
         if media.startswith(b"text/html"):
             token = connection.scope.get(_SCOPE_NEW_CSRF) or secrets.token_urlsafe(32)
-            cookie = Cookie(
-                key=CSRF_COOKIE,
-                value=token,
-                path="/",
-                httponly=True,
-                samesite="lax",
-                secure=secure_cookies(connection),
-            )
-            headers.append(cookie.to_encoded_header())
+            headers.append(csrf_cookie(connection, token).to_encoded_header())
             message = {**message, "headers": headers}  # type: ignore[typeddict-item]
     await send(message)
 
@@ -304,8 +296,10 @@ async def _sent_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 def _csrf_failed() -> Forbidden:
     return Forbidden(
         "csrf_failed",
-        "the request lacks a valid CSRF token: reload the page and try again (API clients "
-        "signed in by cookie send the csrf_token from GET /v1/me as the X-CSRF-Token header)",
+        "the request lacks a valid CSRF token: reload the page and try again. API clients: "
+        "GET /v1/me first, keep the c360_csrf cookie it sets and send its csrf_token as the "
+        "X-CSRF-Token header (to sign in with POST /v1/session, and on every change made "
+        "with the session cookie)",
     )
 
 
@@ -316,9 +310,10 @@ def refusal_response(
     request: Request[Any, Any, Any], status: int, code: str, message: str
 ) -> Response[Any]:
     """A 401 or 403 in the form the client understands: JSON for the API; for a page, a
-    redirect to the sign-in form (401) or a small HTML page (403)."""
+    redirect to the sign-in form (401) or a small HTML page (403). An API 401 also carries
+    the double-submit token an API client needs to sign in (see api_refusal)."""
     if not wants_html(request):
-        return Response({"code": code, "message": message}, status_code=status)
+        return api_refusal(request, status, code, message)
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         location = f"/login?next={quote(safe_next(target), safe='')}"
@@ -330,6 +325,51 @@ def refusal_response(
         status_code=status,
         media_type="text/html",
         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def api_refusal(
+    request: Request[Any, Any, Any], status: int, code: str, message: str
+) -> Response[Any]:
+    """A JSON 401 or 403. A 401 from a /v1 route a session can use answers the double-submit
+    token as `csrf_token` and sets it as the `c360_csrf` cookie when the client has none, so
+    that an API client can sign in (POST /v1/session wants that cookie and the same value as
+    X-CSRF-Token). The gateway's routes, which take write keys and never sessions, do not."""
+    if status != 401 or not _session_route(request):
+        return Response({"code": code, "message": message}, status_code=status)
+    token = csrf_token(request)
+    body = {"code": code, "message": message, "csrf_token": token}
+    if request.cookies.get(CSRF_COOKIE) == token:
+        return Response(body, status_code=status)
+    return Response(body, status_code=status, cookies=[csrf_cookie(request, token)])
+
+
+#: The opt a public /v1 route sets to say it serves sessions (GET /v1/me), so that its 401
+#: carries the token to sign in with.
+SIGN_IN_HINT = "sign_in_hint"
+
+
+def _session_route(request: Request[Any, Any, Any]) -> bool:
+    """A /v1 route that needs a permission, signs in, or asks for the sign-in token."""
+    if not request.url.path.startswith("/v1/"):
+        return False
+    try:
+        opt = request.route_handler.opt
+    except (AttributeError, KeyError):  # no route matched (a 401 raised before routing)
+        return False
+    return "permission" in opt or "csrf" in opt or bool(opt.get(SIGN_IN_HINT))
+
+
+def csrf_cookie(request: ASGIConnection[Any, Any, Any, Any], token: str) -> Cookie:
+    """The double-submit cookie holding `token` (HTTP-only: clients read the token from a
+    page's form or an API answer)."""
+    return Cookie(
+        key=CSRF_COOKIE,
+        value=token,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(request),
     )
 
 

@@ -246,7 +246,7 @@ def _object(body: bytes, allowed: tuple[str, ...] | None = None) -> dict[str, An
     unknown = sorted(str(key) for key in data if allowed is not None and key not in allowed)
     if unknown:
         raise InputError(
-            "unknown_key",
+            "unknown_field",
             f"unknown key {', '.join(unknown)}; the body may hold {', '.join(allowed or ())}",
         )
     return dict(data)
@@ -297,7 +297,7 @@ def _csv(rows: list[dict[str, Any]]) -> Response[bytes]:
     ]
     return Response(
         content=to_csv(_AUDIT_COLUMNS, cells),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # Litestar adds the charset
         headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
     )
 

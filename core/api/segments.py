@@ -202,8 +202,8 @@ def _body(body: bytes, allowed: tuple[str, ...], required: tuple[str, ...]) -> d
     unknown = sorted(str(key) for key in data if key not in allowed)
     if unknown:
         raise InputError(
-            "unknown_key",
-            f"unknown key {', '.join(unknown)}; the body may hold {', '.join(allowed)}",
+            "unknown_field",
+            f"unknown field {', '.join(unknown)}; the body may hold {', '.join(allowed)}",
         )
     missing = [key for key in required if key not in data]
     if missing:
@@ -243,6 +243,6 @@ def _json(value: Any, status_code: int = 200) -> Response[bytes]:
 def _csv(chunks: Any, filename: str) -> Stream:
     return Stream(
         chunks,
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # Litestar adds "; charset=utf-8" to any text/ type
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -47,7 +47,9 @@ PII_TRAITS: dict[str, tuple[str, ...]] = {
 VERSION_KEY = "c360:attributes:version"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_PROPERTY = re.compile(r"^[A-Za-z_$][\w$.\-]{0,99}$")
+#: A property or trait name as events carry it: any printable text (Vietnamese, spaces), up
+#: to 100 characters; it only ever reaches SQL as a parameter.
+_PROPERTY = re.compile(r"^(?=\S)[^\x00-\x1f\x7f]{1,100}(?<=\S)$")
 #: PostgreSQL functions take at most 100 arguments: jsonb_build_object holds 50 pairs.
 _PAIRS_PER_OBJECT = 40
 
@@ -437,7 +439,11 @@ def _events_spec(out: dict[str, Any]) -> dict[str, Any]:
     out["trait"] = None
     prop = out.get("property")
     if prop is not None and (not isinstance(prop, str) or not _PROPERTY.match(prop)):
-        raise InputError("invalid_property", "property must be a property name such as price")
+        raise InputError(
+            "invalid_property",
+            "property must be a property name such as price or tên sản phẩm (1 to 100 "
+            "printable characters, no leading or trailing space)",
+        )
     _check_combination(out["type"], out["aggregation"], prop)
     return out
 

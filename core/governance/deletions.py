@@ -2,14 +2,20 @@
 every profile merged into it, their identifiers, events, consent, merge evidence, matcher
 records and the cached document are erased, in one transaction, audited.
 
-Reads and writes `governance.deletion_requests` and the tables above. The lake is append-only
-Parquet and its adapter cannot rewrite a file yet: the lake part is recorded as `pending` with
-the files that hold the events (from `lake_index`, kept for that purpose), for a later rewrite.
+Reads and writes `governance.deletion_requests` and the tables above, and recomputes the saved
+segments the person was in (analytics.segments). The lake is append-only Parquet and its
+adapter cannot rewrite a file yet: the lake part is recorded as `pending` with the files that
+hold the events (from `lake_index`, kept for that purpose), for a later rewrite.
+
+A request's status says honestly how far it got: `received`, `running`, `failed`, `done`
+(everything erased, the lake included) or `lake_pending` (the database, cache and segments are
+erased, but the person's events are still in the lake files listed under counts.lake).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -20,6 +26,8 @@ from c360 import audit
 from c360.errors import AdapterError, InputError
 from c360.profile_service import get_profile
 from c360.runtime import Runtime
+from c360.segments.membership import compute_full
+from c360.segments.spec import SpecError, parse
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +61,16 @@ def request_deletion(conn: psycopg.Connection, actor: str, reference: str) -> di
     return row
 
 
+#: The status shown for a request whose database part is done but whose events are still in
+#: the lake (stored as `done` with counts.lake.status `pending`: see honest_status).
+LAKE_PENDING = "lake_pending"
+
+
 def run_deletion(runtime: Runtime, request_id: int, actor: str = "c360") -> dict[str, Any]:
-    """Carry out a request; returns it with its counts. An unknown reference ends `done` with
-    nothing erased (the person is not, or no longer, known)."""
+    """Carry out a request; returns it with its counts and its honest status: `lake_pending`
+    while the person's events remain in lake files (listed in counts.lake.files), `done`
+    only when nothing of them is left. An unknown reference ends `done` with nothing erased
+    (the person is not, or no longer, known)."""
     with runtime.pool.connection() as conn:
         request = _claim(conn, request_id)
     doc = get_profile(runtime, request["reference"])
@@ -63,15 +78,15 @@ def run_deletion(runtime: Runtime, request_id: int, actor: str = "c360") -> dict
     with runtime.pool.connection() as conn:
         try:
             with conn.transaction():
-                counts = _erase(conn, doc["profile_id"]) if doc else {"profiles": 0}
-                status, error = "done", None
-                _finish(conn, request_id, status, counts, error)
+                region = runtime.settings.default_region
+                counts = _erase(conn, doc["profile_id"], region) if doc else {"profiles": 0}
+                _finish(conn, request_id, "done", counts, None)
                 audit.record(
                     conn,
                     actor=actor,
                     action="deletion.run",
                     target=f"deletion:{request_id}",
-                    after={"status": status, "counts": counts},
+                    after={"status": _status_of("done", counts), "counts": counts},
                 )
         except psycopg.Error as exc:
             log.warning("Deletion request %r failed: %s", request_id, exc)
@@ -83,12 +98,13 @@ def run_deletion(runtime: Runtime, request_id: int, actor: str = "c360") -> dict
 
 
 def deletion_requests(conn: psycopg.Connection, limit: int = 200) -> list[dict[str, Any]]:
-    """Requests, newest first."""
+    """Requests, newest first, each with its honest status."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
+        rows = cur.execute(
             "SELECT * FROM governance.deletion_requests ORDER BY request_id DESC LIMIT %s",
             (limit,),
         ).fetchall()
+    return [honest_status(row) for row in rows]
 
 
 def get_request(conn: psycopg.Connection, request_id: int) -> dict[str, Any]:
@@ -99,7 +115,21 @@ def get_request(conn: psycopg.Connection, request_id: int) -> dict[str, Any]:
         ).fetchone()
     if row is None:
         raise UnknownRequest("unknown_request", f"no deletion request has the id {request_id}")
-    return row
+    return honest_status(row)
+
+
+def honest_status(row: dict[str, Any]) -> dict[str, Any]:
+    """The request with `status` saying what is left: a `done` row whose lake part is still
+    pending is `lake_pending` (the table's status column predates the lake part and keeps
+    `done` for "the database part is done")."""
+    return {**row, "status": _status_of(row["status"], row.get("counts") or {})}
+
+
+def _status_of(stored: str, counts: dict[str, Any]) -> str:
+    lake = counts.get("lake") if isinstance(counts, dict) else None
+    if stored == "done" and isinstance(lake, dict) and lake.get("status") == "pending":
+        return LAKE_PENDING
+    return stored
 
 
 def _claim(conn: psycopg.Connection, request_id: int) -> dict[str, Any]:
@@ -112,7 +142,8 @@ def _claim(conn: psycopg.Connection, request_id: int) -> dict[str, Any]:
             raise UnknownRequest("unknown_request", f"no deletion request has the id {request_id}")
         if row["status"] in ("running", "done"):
             raise InputError(
-                "deletion_not_runnable", f"deletion request {request_id} is {row['status']}"
+                "deletion_not_runnable",
+                f"deletion request {request_id} is {honest_status(row)['status']}",
             )
         cur.execute(
             "UPDATE governance.deletion_requests SET status = 'running' WHERE request_id = %s",
@@ -163,8 +194,9 @@ _DEPENDENTS = (
 )
 
 
-def _erase(conn: psycopg.Connection, profile_id: str) -> dict[str, Any]:
-    """Delete a live profile's cluster and everything that points at it; the counts."""
+def _erase(conn: psycopg.Connection, profile_id: str, region: str) -> dict[str, Any]:
+    """Delete a live profile's cluster and everything that points at it, then recompute the
+    saved segments it was in; the counts."""
     ids = [
         row[0]
         for row in conn.execute(
@@ -182,6 +214,14 @@ def _erase(conn: psycopg.Connection, profile_id: str) -> dict[str, Any]:
             (ids,),
         )
     ]
+    segment_ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT segment_id FROM analytics.segment_members"
+            " WHERE profile_id = ANY(%s) ORDER BY 1",
+            (ids,),
+        )
+    ]
     counts: dict[str, Any] = {}
     for name, sql in _DEPENDENTS:
         counts[name] = conn.execute(sql, {"ids": ids}).rowcount
@@ -190,8 +230,29 @@ def _erase(conn: psycopg.Connection, profile_id: str) -> dict[str, Any]:
         "DELETE FROM profiles WHERE profile_id = ANY(%s)", (ids,)
     ).rowcount
     counts["profile_ids"] = [str(i) for i in ids]
-    counts["lake"] = {"status": "pending", "files": lake_files}
+    counts["segments"] = _recompute_segments(conn, segment_ids, region)
+    # no lake file holds their events (none reached the lake): nothing is left to rewrite
+    counts["lake"] = {"status": "pending" if lake_files else "done", "files": lake_files}
     return counts
+
+
+def _recompute_segments(conn: psycopg.Connection, segment_ids: list[int], region: str) -> int:
+    """Recompute the saved segments the erased profiles were in: their memberships went with
+    the profiles (ON DELETE CASCADE), but member_count did not. Returns how many."""
+    now = datetime.now(UTC)
+    for segment_id, spec in conn.execute(
+        "SELECT segment_id, spec FROM analytics.segments WHERE segment_id = ANY(%s)",
+        (segment_ids,),
+    ).fetchall():
+        try:
+            compute_full(conn, segment_id, parse(spec, region), now)
+        except SpecError:  # a filter that no longer reads: at least count who is left
+            conn.execute(
+                "UPDATE analytics.segments SET member_count = (SELECT count(*) FROM"
+                " analytics.segment_members WHERE segment_id = %s) WHERE segment_id = %s",
+                (segment_id, segment_id),
+            )
+    return len(segment_ids)
 
 
 def _finish(

@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 
 from c360 import audit, migrate
 from c360.analytics import cache as analytics_cache
-from c360.errors import C360Error, InputError
+from c360.errors import AdapterError, C360Error, InputError
 from c360.events.model import encode
 from c360.governance import attributes
 from c360.runtime import Runtime
@@ -152,7 +152,7 @@ def _run(runtime: Runtime, actor: str, backfill: bool | list[str], trigger: str)
             steps.append(_migrations(conn, run_id, steps))
             steps.append(_activate(conn, runtime, actor, run_id, steps))
             if backfill:
-                steps.append(_backfill(conn, run_id, steps, backfill))
+                steps.append(_backfill(conn, runtime, run_id, steps, backfill))
                 analytics_cache.note_new_data(runtime.valkey)  # answers computed before are old
         except (psycopg.Error, C360Error) as exc:
             log.warning("F0 run %r failed: %s", run_id, exc)
@@ -225,10 +225,15 @@ def _activate(
 
 
 def _backfill(
-    conn: psycopg.Connection, run_id: int, steps: list[dict[str, Any]], names: bool | list[str]
+    conn: psycopg.Connection,
+    runtime: Runtime,
+    run_id: int,
+    steps: list[dict[str, Any]],
+    names: bool | list[str],
 ) -> dict:
     """Recompute the chosen attributes for every live profile, a batch at a time, with
-    the count done so far on the run after each batch."""
+    the count done so far on the run after each batch. Each batch's cached profile documents
+    are dropped once it commits, so the profile API's next read has the new attributes."""
     definitions = _chosen(conn, names)
     total_row = conn.execute("SELECT count(*) FROM profiles WHERE merged_into IS NULL").fetchone()
     step: dict[str, Any] = {
@@ -244,10 +249,21 @@ def _backfill(
             break
         with conn.transaction():
             attributes.apply_to_profiles(conn, definitions, ids)
+        _forget_cached(runtime, ids)
         step["done"] += len(ids)
         after = ids[-1]
         _progress(conn, run_id, [*steps, step])
     return step
+
+
+def _forget_cached(runtime: Runtime, profile_ids: list[Any]) -> None:
+    """Drop back-filled profiles' cached documents (they hold the attributes from before)."""
+    try:
+        runtime.cache.forget([str(profile_id) for profile_id in profile_ids])
+    except AdapterError as exc:  # the documents expire with the cache TTL
+        log.warning(
+            "Could not drop %d back-filled profiles from the cache: %s", len(profile_ids), exc
+        )
 
 
 def _chosen(conn: psycopg.Connection, names: bool | list[str]) -> list[attributes.Definition]:

@@ -78,6 +78,7 @@ def save_report(
     name = _check_name(name)
     registry.require_kind(kind)
     params = _check_params(params)
+    registry.check(kind, conn, params, principal)
     with conn.transaction():
         saved = _rows(
             conn,

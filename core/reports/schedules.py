@@ -143,7 +143,8 @@ def create_schedule(
     clean = check_recipients(recipients)
     first = next_run(*timing, after=_aware(now))
     with conn.transaction():
-        get_report(conn, principal, report_id)
+        report = get_report(conn, principal, report_id)
+        registry.check(report.kind, conn, report.params, principal)  # saved before checks
         created = _schedules(
             conn,
             "INSERT INTO analytics.report_schedules (report_id, every, at_hour, weekday,"

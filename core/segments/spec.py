@@ -15,6 +15,7 @@ A value never becomes SQL text: names and values reach PostgreSQL only as parame
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,8 @@ from typing import Any
 
 from c360.errors import InputError
 from c360.events.identifiers import identifier_id, normalise_email, normalise_phone
+from c360.events.model import MAX_DEPTH as MAX_JSON_DEPTH
+from c360.events.model import too_deep
 from c360.events.money import read_money
 from c360.events.timestamps import parse_time
 
@@ -133,6 +136,26 @@ class EventCount:
 
 
 Node = Group | Not | Aggregate | Property | Identifier | EventCount
+
+
+def loads(text: str) -> Any:
+    """A filter written as JSON (the builder's JSON box), decoded with Decimal numbers. JSON
+    nested deeper than the gateway allows is refused (`too_deeply_nested`) before decoding,
+    which would otherwise recurse past the stack; unreadable JSON is `segment_invalid_json`."""
+    if too_deep(text.encode("utf-8", "surrogatepass")):
+        raise InputError(
+            "too_deeply_nested",
+            f"the filter nests objects or arrays more than {MAX_JSON_DEPTH} levels deep; a "
+            f"filter may nest all / any / not {MAX_DEPTH} levels: flatten it",
+        )
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError as exc:
+        raise InputError(
+            "segment_invalid_json",
+            f"the filter written as JSON cannot be read ({exc}); fix it or empty the box "
+            "to use the conditions above",
+        ) from exc
 
 
 def parse(raw: Any, region: str = "VN") -> Node:

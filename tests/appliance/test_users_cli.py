@@ -223,3 +223,29 @@ def test_f0_sync_prints_the_run_s_outcome(runtime, on_test_database, monkeypatch
     assert code == EXIT_OK
     assert outcome["trigger"] == "cli" and outcome["actor"] == f"cli:{getpass.getuser()}"
     assert outcome["outcome"] != "failed"
+
+
+CHANGES = ("user.role", "user.enable", "user.disable")
+
+
+def test_set_role_and_enable_recover_an_appliance_left_without_an_admin(
+    runtime, on_test_database, monkeypatch, capsys
+) -> None:
+    with runtime.pool.connection() as conn:
+        accounts.create_user(conn, "test", "lan", "viewer", PASSWORD)
+        accounts.create_user(conn, "test", "kim", "viewer", PASSWORD)
+        accounts.disable_user(conn, "test", "kim")
+
+    steps = [
+        run(monkeypatch, "users", "set-role", "lan", "admin"),
+        run(monkeypatch, "users", "enable", "kim"),
+        run(monkeypatch, "users", "set-role", "lan", "ghost-role"),
+    ]
+
+    assert steps == [EXIT_OK, EXIT_OK, EXIT_USAGE]
+    assert "no role called 'ghost-role'" in capsys.readouterr().err
+    with runtime.pool.connection() as conn:
+        lan, kim = accounts.get_user(conn, "lan"), accounts.get_user(conn, "kim")
+    assert (lan.role, kim.disabled) == ("admin", False)
+    changes = [action for _, action, _ in audit_rows(runtime) if action in CHANGES]
+    assert changes == ["user.disable", "user.role", "user.enable"]  # the last two: the CLI

@@ -443,7 +443,7 @@ def test_the_admin_api_manages_roles(admin_client) -> None:
         ),
         ("post", "/v1/admin/users", {"role": "viewer"}, 400, "missing_name"),
         ("patch", "/v1/admin/users/ghost", {"role": "viewer"}, 404, "unknown_user"),
-        ("patch", "/v1/admin/users/root", {"colour": "red"}, 400, "invalid_change"),
+        ("patch", "/v1/admin/users/root", {"colour": "red"}, 400, "unknown_field"),
         ("patch", "/v1/admin/users/root", {"disabled": "yes"}, 400, "invalid_change"),
         ("post", "/v1/admin/users/ghost/unlock", None, 404, "unknown_user"),
         (
@@ -490,3 +490,114 @@ def test_sign_in_errors_through_the_api_are_json(runtime) -> None:
 
 def test_every_permission_name_is_known_to_the_roles() -> None:
     assert set(BUILT_IN_ROLES["admin"]) == set(PERMISSIONS)
+
+
+# -- the last administrator ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change", [{"role": "viewer"}, {"disabled": True}], ids=["demote", "disable"]
+)
+def test_the_only_admin_cannot_demote_or_disable_themselves(admin_client, runtime, change):
+    answer = admin_client.patch("/v1/admin/users/root", json=change)
+
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["code"] == "last_admin"
+    assert "another" in answer.json()["message"]
+    with runtime.pool.connection() as conn:
+        root = accounts.get_user(conn, "root")
+    assert (root.role, root.disabled) == ("admin", False)
+
+
+def test_an_admin_can_step_down_once_another_admin_exists(admin_client, runtime) -> None:
+    with runtime.pool.connection() as conn:
+        accounts.create_user(conn, "test", "kim", "admin", PASSWORD)
+
+    answer = admin_client.patch("/v1/admin/users/root", json={"role": "viewer"})
+
+    assert answer.status_code == 200, answer.text
+    with runtime.pool.connection() as conn:
+        assert accounts.get_user(conn, "root").role == "viewer"
+        with pytest.raises(accounts.AccountConflict) as caught:
+            accounts.disable_user(conn, "test", "kim")
+    assert caught.value.code == "last_admin"
+
+
+def test_a_custom_role_cannot_lose_users_write_when_it_holds_the_last_admin(runtime) -> None:
+    with runtime.pool.connection() as conn:
+        accounts.create_role(conn, "test", "boss", ["users:write", "profiles:read"])
+        accounts.create_user(conn, "test", "lan", "boss", PASSWORD)
+
+        with pytest.raises(accounts.AccountConflict) as caught:
+            accounts.update_role(conn, "test", "boss", ["profiles:read"])
+        role = accounts.get_role(conn, "boss")
+
+    assert caught.value.code == "last_admin"
+    assert set(role.permissions) == {"users:write", "profiles:read"}
+
+
+# -- lock-out says nothing about which names exist ----------------------------------------
+
+
+def test_an_unknown_name_is_locked_out_exactly_like_a_real_user(strict) -> None:
+    with strict.pool.connection() as conn:
+        accounts.create_user(conn, "test", "lan", "viewer", PASSWORD)
+
+    real = [refused(strict, "lan", f"wrong password {i}") for i in range(4)]
+    unknown = [refused(strict, "Nobody", f"wrong password {i}") for i in range(2)]
+    unknown += [refused(strict, "NOBODY", f"wrong password {i}") for i in range(2)]
+
+    assert [r.code for r in real] == [u.code for u in unknown]
+    assert [r.code for r in unknown] == ["bad_credentials"] * 2 + ["locked_out"] * 2
+    assert all("locked until" in r.message for r in unknown[2:])
+    assert [r.message.split("until")[0] for r in real] == [
+        u.message.split("until")[0] for u in unknown
+    ]
+
+
+# -- unknown fields and token expiry -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("post", "/v1/admin/users", {"name": "kim", "role": "viewer", "pasword": "x"}, "pasword"),
+        ("post", "/v1/admin/users/root/password", {"password": PASSWORD, "old": "x"}, "old"),
+        ("post", "/v1/admin/roles", {"name": "r1", "permissions": [], "perms": []}, "perms"),
+        ("put", "/v1/admin/roles/r1", {"permissions": [], "name": "r2"}, "name"),
+        ("post", "/v1/admin/tokens", {"label": "t", "scopes": ["analytics:read"], "ttl": 1}, "ttl"),
+    ],
+)
+def test_admin_bodies_with_an_unknown_field_are_refused_naming_it(
+    admin_client, method, path, body, field
+) -> None:
+    answer = admin_client.request(method.upper(), path, json=body)
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "unknown_field"
+    assert answer.json()["message"].startswith(f"unknown field {field};")
+
+
+def test_a_token_takes_expires_at_in_the_future_and_refuses_one_in_the_past(
+    admin_client,
+) -> None:
+    body = {"label": "old", "scopes": ["analytics:read"]}
+    when = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+
+    past = admin_client.post(
+        "/v1/admin/tokens", json={**body, "expires_at": "2000-01-01T00:00:00Z"}
+    )
+    bad = admin_client.post("/v1/admin/tokens", json={**body, "expires_at": "soon"})
+    both = admin_client.post(
+        "/v1/admin/tokens", json={**body, "expires_at": when.isoformat(), "expires_in_days": 3}
+    )
+    made = admin_client.post(
+        "/v1/admin/tokens", json={**body, "expires_at": when.isoformat().replace("+00:00", "Z")}
+    )
+
+    assert [a.status_code for a in (past, bad, both)] == [400, 400, 400]
+    assert {a.json()["code"] for a in (past, bad, both)} == {"invalid_expiry"}
+    assert made.status_code == 201, made.text
+    assert datetime.fromisoformat(made.json()["expires_at"]) == when
+    listed = admin_client.get("/v1/admin/tokens").json()["tokens"]
+    assert [t["label"] for t in listed] == ["old"]

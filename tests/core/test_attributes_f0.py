@@ -215,7 +215,7 @@ def test_definitions_are_validated_with_a_message_that_says_the_fix(runtime):
         ({"name": "x", "type": "text", "source": "trait"}, "invalid_trait"),
         ({**SPEND_30D, "type": "timestamp", "aggregation": "max"}, "invalid_timestamp"),
         ({**SPEND_30D, "pii": "yes"}, "invalid_pii"),
-        ({**SPEND_30D, "property": "a b"}, "invalid_property"),
+        ({**SPEND_30D, "property": " price"}, "invalid_property"),
         ({**SPEND_30D, "aggregation": "max", "type": "text"}, "invalid_type"),
         ({**SPEND_30D, "aggregation": "last", "property": None}, "property_required"),
         (
@@ -298,3 +298,25 @@ def test_the_scheduler_is_off_at_zero_minutes(runtime):
     scheduler.join(timeout=5)
     assert not scheduler.is_alive()
     assert isinstance(scheduler, threading.Thread)
+
+
+def test_the_profile_api_serves_back_filled_attributes_not_its_cached_document(runtime):
+    from c360.profile_service import get_profile
+
+    run(runtime, order("o1", "u1", "1", total="12.50"), order("o2", "u2", "1", total="3"))
+    before = get_profile(runtime, "u1")  # read once: the document is cached
+    cached_id = before["profile_id"]
+    assert runtime.cache.get(cached_id) is not None
+    create(runtime, SPEND_30D)
+
+    f0.BACKFILL_BATCH, saved = 1, f0.BACKFILL_BATCH  # one batch per profile
+    try:
+        result = f0.sync(runtime, "user:lan", backfill=True)
+    finally:
+        f0.BACKFILL_BATCH = saved
+
+    assert result.outcome == "ok", result.error
+    assert "spend_30d" not in before["attributes"]
+    after = get_profile(runtime, "u1")
+    assert Decimal(str(after["attributes"]["spend_30d"])) == Decimal("12.50")
+    assert Decimal(str(get_profile(runtime, "u2")["attributes"]["spend_30d"])) == Decimal("3")

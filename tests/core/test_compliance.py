@@ -200,7 +200,7 @@ def test_the_admin_api_changes_are_audited_and_errors_name_the_fix(runtime):
         listed = client.post("/v1/admin/attributes", json=[spec])
         assert listed.json()["code"] == "invalid_body"
         extra = client.post("/v1/admin/f0/sync", json={"backfill": True, "now": 1})
-        assert extra.json()["code"] == "unknown_key"
+        assert extra.json()["code"] == "unknown_field"
 
     with admin_client(runtime, None) as client:
         refused = client.post("/v1/admin/attributes", json=spec)

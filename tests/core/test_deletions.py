@@ -67,7 +67,8 @@ def test_a_deletion_erases_the_person_and_nothing_else(runtime):
 
     done = deletions.run_deletion(runtime, request["request_id"], actor="user:dpo")
 
-    assert done["status"] == "done" and done["finished_at"] is not None
+    # the database part is done, but lan's event a1 is still in a lake file
+    assert done["status"] == "lake_pending" and done["finished_at"] is not None
     after = counts(runtime)
     # lan: two profiles (the device's and the user's, merged), 3 identifiers, 3 events,
     # 1 consent row, 1 merge; minh keeps 1 profile, 1 identifier, 2 events, 1 consent row
@@ -86,7 +87,49 @@ def test_a_deletion_erases_the_person_and_nothing_else(runtime):
         assert actions == ["deletion.run", "deletion.request"]
         assert all("lan@" not in str(e.detail) for e in audit.entries(conn))
         (listed,) = deletions.deletion_requests(conn)
+        fetched = deletions.get_request(conn, request["request_id"])
     assert listed["request_id"] == request["request_id"]
+    assert listed["status"] == fetched["status"] == "lake_pending"
+
+
+def test_a_deletion_whose_events_never_reached_the_lake_is_done(runtime):
+    setup_two_people(runtime)
+    with runtime.pool.connection() as conn:
+        request = deletions.request_deletion(conn, "user:dpo", "minh")  # no lake_index rows
+
+    done = deletions.run_deletion(runtime, request["request_id"])
+
+    assert done["status"] == "done"
+    assert done["counts"]["lake"] == {"status": "done", "files": []}
+    with pytest.raises(InputError) as again:
+        deletions.run_deletion(runtime, request["request_id"])
+    assert again.value.code == "deletion_not_runnable"
+
+
+def test_a_saved_segment_loses_the_erased_person_from_its_count(runtime):
+    from c360.segments import service
+
+    setup_two_people(runtime)
+    everyone = {"field": "event_count", "op": ">=", "value": 1}
+    with runtime.pool.connection() as conn:
+        segment_id = service.save(conn, "user:lan", "Everyone", everyone)["segment_id"]
+        before = _member_count(conn, segment_id)
+        request = deletions.request_deletion(conn, "user:dpo", "lan@example.vn")
+
+    deletions.run_deletion(runtime, request["request_id"])
+
+    with runtime.pool.connection() as conn:
+        after = _member_count(conn, segment_id)
+        members = conn.execute(
+            "SELECT count(*) FROM analytics.segment_members WHERE segment_id = %s", (segment_id,)
+        ).fetchone()[0]
+    assert (before, after, members) == (2, 1, 1)  # lan and minh, then minh alone
+
+
+def _member_count(conn, segment_id: int) -> int:
+    return conn.execute(
+        "SELECT member_count FROM analytics.segments WHERE segment_id = %s", (segment_id,)
+    ).fetchone()[0]
 
 
 def test_an_unknown_reference_is_done_with_nothing_erased(runtime):

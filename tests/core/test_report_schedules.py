@@ -643,3 +643,96 @@ def test_the_scheduler_thread_sends_due_reports_until_stopped(
 
     assert not scheduler.is_alive()
     assert len(inbox.received) == 1  # sent once: the next slot is tomorrow
+
+
+# Params checked when a report is saved, not when it is first rendered ---------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "code"),
+    [
+        ("overview", {"date_from": "garbage"}, "invalid_date"),
+        ("overview", {"colour": "red"}, "unknown_parameter"),
+        ("ltv", {"horizon_weeks": 9999}, "invalid_horizon_weeks"),
+        ("segment", {"segment_id": 99999}, "segment_not_found"),
+        ("segment", {"segment_id": "one"}, "invalid_report_params"),
+        ("rfm", {"as_of": "0000-01-01"}, "invalid_date"),
+        ("cohorts", {"months": 3}, "unknown_parameter"),
+        ("compliance", {"since": "2026-02-01", "until": "2026-01-01"}, "invalid_period"),
+        ("compliance", {"since": "last week"}, "invalid_report_params"),
+    ],
+)
+def test_a_report_whose_params_its_kind_refuses_is_not_saved(
+    runtime: Runtime, api: Any, people: dict[str, Principal], kind: str, params: dict, code: str
+) -> None:
+    admin = _session(runtime, people["admin"])
+
+    answer = api.post(
+        "/v1/reports", json={"name": "bad", "kind": kind, "params": params}, headers=admin
+    )
+
+    assert answer.status_code in (400, 404), answer.text
+    assert answer.json()["code"] == code and answer.json()["message"]
+    with runtime.pool.connection() as conn:
+        assert list_reports(conn, people["admin"]) == []
+
+
+def test_good_params_of_each_built_in_kind_are_saved(
+    runtime: Runtime, people: dict[str, Principal]
+) -> None:
+    admin = people["admin"]
+    good = {
+        "overview": {"date_from": "2026-01-01", "date_to": "2026-01-31", "granularity": "week"},
+        "ltv": {"horizon_weeks": 26},
+        "rfm": {"as_of": "2026-01-01"},
+        "cohorts": {},
+        "compliance": {"since": "2026-01-01", "until": "2026-02-01"},
+    }
+    with runtime.pool.connection() as conn:
+        for kind, params in good.items():
+            save_report(conn, admin, kind, kind, params)
+        saved = sorted(report.kind for report in list_reports(conn, admin))
+
+    assert saved == sorted(good)
+
+
+def test_a_schedule_of_a_report_saved_with_bad_params_is_refused(
+    runtime: Runtime, people: dict[str, Principal]
+) -> None:
+    admin = people["admin"]
+    with runtime.pool.connection() as conn:
+        report = save_report(conn, admin, "fine", "ltv", {})
+        conn.execute(  # as saved before params were checked
+            "UPDATE analytics.saved_reports SET params = %s WHERE report_id = %s",
+            ('{"horizon_weeks": 9999}', report.report_id),
+        )
+        with pytest.raises(InputError) as refused:
+            create_schedule(conn, admin, report.report_id, "daily", 7, ["a@example.com"])
+
+    assert "horizon_weeks" in refused.value.message
+
+
+def test_unknown_fields_in_report_share_and_schedule_bodies_are_refused_by_name(
+    runtime: Runtime, api: Any, people: dict[str, Principal]
+) -> None:
+    analyst = _session(runtime, people["analyst"])
+    made = api.post("/v1/reports", json={"name": "R", "kind": KIND}, headers=analyst).json()
+    base = f"/v1/reports/{made['report_id']}"
+    schedule = {"every": "daily", "at_hour": 6, "recipients": ["a@example.com"]}
+
+    answers = [
+        api.post("/v1/reports", json={"name": "R", "kind": KIND, "colour": 1}, headers=analyst),
+        api.post(f"{base}/shares", json={"user": "vi", "role": "viewer"}, headers=analyst),
+        api.post(f"{base}/schedules", json={**schedule, "format": "exe"}, headers=analyst),
+    ]
+
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert {a.json()["code"] for a in answers} == {"unknown_field"}
+    assert [a.json()["message"].split(";")[0] for a in answers] == [
+        "unknown field colour",
+        "unknown field user",
+        "unknown field format",
+    ]
+    with runtime.pool.connection() as conn:
+        assert sharing.shares_of(conn, "report", made["report_id"]) == []
+        assert list_schedules(conn, people["analyst"], made["report_id"]) == []

@@ -161,7 +161,7 @@ def test_routes_need_their_permission(runtime, api):
         ),
         ("post", "/v1/segments/preview", {"spec": {"all": []}, "limit": 0}, 400, "invalid_page"),
         ("post", "/v1/segments/preview", {"spec": {"all": []}, "limit": "x"}, 400, "invalid_page"),
-        ("post", "/v1/segments/preview", {"filter": {}}, 400, "unknown_key"),
+        ("post", "/v1/segments/preview", {"filter": {}}, 400, "unknown_field"),
         ("post", "/v1/segments/preview", {}, 400, "missing_key"),
         ("post", "/v1/segments/preview", [1], 400, "invalid_body"),
         ("post", "/v1/segments", {"name": "", "spec": {"all": []}}, 400, "invalid_segment_name"),

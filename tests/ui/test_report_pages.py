@@ -289,21 +289,21 @@ def test_the_save_form_a_page_includes_saves_that_page_with_its_filters(browser,
     marketer = browser("marketer")
     token = csrf_of(marketer.get("/reports").text)
     html = engine.get_template("reports/save_form.html").render(
-        csrf=token, save_kind="rfm", save_query="date_from=2026-01-01&source=web&source=ios"
+        csrf=token, save_kind="overview", save_query="date_from=2026-01-01&source=web&source=ios"
     )
     fields = dict(re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', html))
     assert fields["params"] == "date_from=2026-01-01&amp;source=web&amp;source=ios"
 
     answer = marketer.post(
         "/reports",
-        data={"_csrf": fields["_csrf"], "kind": fields["kind"], "name": "RFM for the shop"}
+        data={"_csrf": fields["_csrf"], "kind": fields["kind"], "name": "Shop overview"}
         | {"params": "date_from=2026-01-01&source=web&source=ios"},
         follow_redirects=False,
     )
     assert answer.status_code == 303, answer.text
     with runtime.pool.connection() as conn:
         [made] = saved.list_reports(conn, _principal(runtime, "marketer"))
-    assert (made.kind, made.name) == ("rfm", "RFM for the shop")
+    assert (made.kind, made.name) == ("overview", "Shop overview")
     assert made.params == {"date_from": "2026-01-01", "source": ["web", "ios"]}
 
 

@@ -195,7 +195,7 @@ def csv_response(filename: str, columns: Sequence[str], rows: Sequence[Sequence[
     plain = [[cell.text if isinstance(cell, Link) else cell for cell in row] for row in rows]
     return Response(
         content=to_csv(columns, plain, bom=True),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # Litestar adds "; charset=utf-8" to any text/ type
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",

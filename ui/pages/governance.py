@@ -853,7 +853,7 @@ def compliance_download(request: Request[Any, Any, Any], state: State, form: Fro
     report = registry.build("compliance", state.runtime, params, who_)
     name = f"c360-compliance-{params['since']}.{form}"
     content = tables_csv(report) if form == "csv" else render_pdf(report)
-    media = "text/csv; charset=utf-8" if form == "csv" else "application/pdf"
+    media = "text/csv" if form == "csv" else "application/pdf"  # charset added once
     return Response(
         content=content,
         media_type=media,

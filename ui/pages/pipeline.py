@@ -15,6 +15,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Response, Template
 
+from c360.events.model import MAX_DEPTH, too_deep
 from c360.governance import pipeline as pipeline_service
 from c360.ui.pages.common import Link, TableView, csv_response, page, principal, require, with_query
 
@@ -138,15 +139,21 @@ def _tables(request: Request[Any, Any, Any], state: State) -> tuple[TableView, T
 
 def _payload_text(payload: Any) -> str:
     """The raw payload as text to show (the template escapes it): JSON indented when it is
-    JSON, else as it came."""
+    JSON, else as it came. JSON nested deeper than the gateway allows (likely why it was
+    dead-lettered) is shown as it came: indenting it would recurse past the stack."""
     if isinstance(payload, bytes):
         payload = payload.decode("utf-8", errors="replace")
     if isinstance(payload, str):
+        if too_deep(payload.encode("utf-8", "surrogatepass")):
+            return payload
         try:
             payload = json.loads(payload)
         except ValueError:
             return payload
-    return json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+    try:
+        return json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+    except RecursionError:
+        return f"(nested more than {MAX_DEPTH} levels deep: too deep to show)"
 
 
 def _can_replay(request: Request[Any, Any, Any]) -> bool:

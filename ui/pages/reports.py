@@ -211,7 +211,7 @@ def report_download(
         found = saved.get_report(conn, principal, report_id)
     report = saved.build_saved(state.runtime, found, principal)
     content = render_pdf(report) if form == "pdf" else tables_csv(report)
-    media = "application/pdf" if form == "pdf" else "text/csv; charset=utf-8"
+    media = "application/pdf" if form == "pdf" else "text/csv"  # charset added once
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     return Response(
         content=content,

@@ -520,7 +520,7 @@ def _who(request: Request[Any, Any, Any]) -> Any:
 def _csv_stream(chunks: Iterator[bytes], filename: str) -> Stream:
     return Stream(
         chunks,
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # Litestar adds the charset
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
