@@ -16,6 +16,7 @@ A value never becomes SQL text: names and values reach PostgreSQL only as parame
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -374,7 +375,8 @@ def _text(value: Any, at: str) -> str:
         )
     if "\x00" in value:  # PostgreSQL text cannot hold NUL
         raise SpecError("segment_invalid_value", f"{at} must not contain a NUL character")
-    return value
+    # stored text is NFC (F1 normalises it), so "Ánh" typed decomposed still finds "Ánh"
+    return unicodedata.normalize("NFC", value)
 
 
 def _count(value: Any, at: str) -> int:

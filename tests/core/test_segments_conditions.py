@@ -290,3 +290,21 @@ def test_a_bad_page_is_refused(runtime):
     with pytest.raises(Exception) as caught:
         service.preview(runtime, {"all": []}, limit=0)
     assert caught.value.code == "invalid_page"
+
+
+def test_text_typed_in_another_unicode_form_finds_what_was_stored(runtime, people):
+    # F1 stores NFC; a filter typed with combining marks (as some keyboards send) must match
+    import unicodedata
+
+    stored = "Nguyễn Thị Ánh"
+    with runtime.pool.connection() as conn:
+        conn.execute(
+            "UPDATE profiles SET traits = traits || %s WHERE profile_id = %s",
+            (Jsonb({"name": stored}), people[0]["profile_id"]),
+        )
+    decomposed = unicodedata.normalize("NFD", stored)
+    assert decomposed != stored
+
+    found = _found(runtime, {"trait": "name", "op": "=", "value": decomposed})
+
+    assert found == {people[0]["profile_id"]}
