@@ -28,7 +28,7 @@ PERMISSIONS: dict[str, str] = {
     "governance:read": "see attribute definitions, tracking plans, lineage and F0 runs",
     "governance:write": "change attribute definitions, tracking plans and access policies; run F0",
     "sources:write": "create, rotate and revoke write keys",
-    "audit:read": "read and export the audit log and the compliance report",
+    "audit:read": "read the audit log and the compliance report (downloads need exports:create)",
     "users:write": "manage users, roles and API tokens",
 }
 

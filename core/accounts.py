@@ -336,7 +336,7 @@ def create_user(
     _check_name(name, "user")
     _check_password(password)
     with conn.transaction():
-        _require_role(conn, role)
+        _require_role(conn, role, actor)
         if _user_row(conn, name) is not None:
             raise AccountConflict(
                 "duplicate_user", f"a user called {name!r} exists already; choose another name"
@@ -357,7 +357,7 @@ def set_role(conn: psycopg.Connection, actor: str, name: str, role: str) -> User
     """Give a user another role; their sessions end (the next request signs in afresh)."""
     with conn.transaction():
         before = get_user(conn, name)
-        _require_role(conn, role)
+        _require_role(conn, role, actor)
         admins = _count_admins(conn)
         conn.execute(
             "UPDATE governance.users SET role = %s, sessions_valid_after = now()"
@@ -441,19 +441,15 @@ def _set_disabled(conn: psycopg.Connection, actor: str, name: str, disabled: boo
         return get_user(conn, name)
 
 
-#: The permission that lets a user manage users; someone enabled must always hold it, or no
-#: one could give it back short of the CLI.
-_MANAGE_USERS = "users:write"
-
-
 def _count_admins(conn: psycopg.Connection) -> int:
-    """How many enabled users hold a role that can manage users. The table lock keeps two
+    """How many enabled users hold every permission (an administrator: only they can give any
+    permission back, since nobody may grant what they lack). The table lock keeps two
     concurrent changes from each leaving the other's admin as the last one."""
     conn.execute("LOCK TABLE governance.users IN SHARE ROW EXCLUSIVE MODE")
     row = conn.execute(
         "SELECT count(*) FROM governance.users u JOIN governance.roles r ON r.name = u.role"
-        " WHERE NOT u.disabled AND %s = ANY(r.permissions)",
-        (_MANAGE_USERS,),
+        " WHERE NOT u.disabled AND r.permissions @> %s::text[]",
+        (list(PERMISSIONS),),
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -564,6 +560,7 @@ def create_role(
     _check_name(name, "role")
     _check_permissions(permissions)
     with conn.transaction():
+        require_may_grant(conn, actor, list(permissions))
         exists = conn.execute("SELECT 1 FROM governance.roles WHERE name = %s", (name,))
         if exists.fetchone() is not None:
             raise AccountConflict(
@@ -591,6 +588,7 @@ def update_role(
     next request. Built-in roles follow the code and cannot be changed."""
     _check_permissions(permissions)
     with conn.transaction():
+        require_may_grant(conn, actor, list(permissions))
         before = get_role(conn, name)
         _refuse_built_in(before, "changed")
         admins = _count_admins(conn)
@@ -637,10 +635,43 @@ def delete_role(conn: psycopg.Connection, actor: str, name: str) -> None:
         )
 
 
-def _require_role(conn: psycopg.Connection, role: str) -> None:
-    found = conn.execute("SELECT 1 FROM governance.roles WHERE name = %s", (role,)).fetchone()
+def _require_role(conn: psycopg.Connection, role: str, actor: str | None = None) -> None:
+    """The role exists, and `actor` (when a signed-in user) holds every permission it gives."""
+    found = conn.execute(
+        "SELECT permissions FROM governance.roles WHERE name = %s", (role,)
+    ).fetchone()
     if found is None:
         raise AccountError("unknown_role", _unknown_role_message(conn, role))
+    if actor is not None:
+        require_may_grant(conn, actor, list(found[0]))
+
+
+class GrantRefused(AccountError):
+    """A user tried to give away a permission they do not hold themselves."""
+
+    status_code = 403
+
+
+def require_may_grant(conn: psycopg.Connection, actor: str, permissions: list[str]) -> None:
+    """Refuse when `actor`, a signed-in user (`user:NAME`), would give a role, user or token
+    a permission their own role lacks: `users:write` alone must not be a way to make oneself
+    an administrator. The command line (`cli:...`) is the machine's operator and may; so may
+    an actor that names no stored user (a script's own label)."""
+    if not actor.startswith("user:"):
+        return
+    row = conn.execute(
+        "SELECT r.permissions FROM governance.users u JOIN governance.roles r ON r.name = u.role"
+        " WHERE lower(u.name) = lower(%s)",
+        (actor.removeprefix("user:"),),
+    ).fetchone()
+    if row is None:  # not a stored user (a script naming itself): nothing to compare with
+        return
+    missing = sorted(set(permissions) - set(row[0]))
+    if missing:
+        raise GrantRefused(
+            "cannot_grant",
+            f"you may give only permissions you hold yourself; you lack {', '.join(missing)}",
+        )
 
 
 def _unknown_role_message(conn: psycopg.Connection, role: str) -> str:

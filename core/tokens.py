@@ -18,7 +18,7 @@ import psycopg
 
 from c360 import audit
 from c360.access import PERMISSIONS, SETTINGS_TOKEN_PERMISSIONS, Principal, unknown_permissions
-from c360.accounts import AccountError, UnknownAccount
+from c360.accounts import AccountError, UnknownAccount, require_may_grant
 
 #: Every token starts so, which lets secret scanners and people recognise one.
 TOKEN_PREFIX = "c360t_"
@@ -65,6 +65,7 @@ def create_token(
     _check(label, scopes, expires_at)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with conn.transaction():
+        require_may_grant(conn, actor, list(scopes))
         row = conn.execute(
             "INSERT INTO governance.api_tokens (label, token_sha256, scopes, created_by,"
             f" expires_at) VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",

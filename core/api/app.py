@@ -136,6 +136,7 @@ def create_app(
             BusUnavailable: _bus_unavailable,
             psycopg.OperationalError: _store_unavailable,
             psycopg_pool.PoolTimeout: _store_unavailable,
+            psycopg.DataError: _value_refused_by_store,
             HTTPException: _http_error,
             RecursionError: _recursion_error,
             Exception: _internal_error,
@@ -233,6 +234,17 @@ def _bus_unavailable(request: Request, exc: BusUnavailable) -> Response:
         status_code=503,
         headers={"Retry-After": "5"},
     )
+
+
+def _value_refused_by_store(request: Request, exc: psycopg.DataError) -> Response:
+    """A value PostgreSQL cannot hold (a NUL character in text, a number out of range) that
+    no check caught earlier: the request's fault, so a 400 that says which kind, never a 500."""
+    log.info("The store refused a value of %s %s: %s", request.method, request.url.path, exc)
+    if "NUL" in str(exc):
+        message = "a value holds a NUL character (\\u0000), which text cannot hold: remove it"
+        return Response({"code": "invalid_text", "message": message}, status_code=400)
+    message = f"a value is not acceptable to the store ({exc.__class__.__name__}): check it"
+    return Response({"code": "invalid_value", "message": message}, status_code=400)
 
 
 def _store_unavailable(request: Request, exc: Exception) -> Response:

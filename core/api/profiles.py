@@ -22,7 +22,6 @@ from c360.access import SETTINGS_TOKEN_PERMISSIONS, Principal
 from c360.errors import InputError, Unauthorized
 from c360.events.model import encode
 from c360.events.money import read_money
-from c360.events.text import clean_text
 from c360.events.timestamps import parse_time
 from c360.governance.policies import mask_profiles
 from c360.profile_service import ProfileFilter, get_profile, list_profiles
@@ -85,6 +84,11 @@ def _principal(request: Request, state: State) -> Principal:
     return _SETTINGS_PRINCIPAL
 
 
+def _route_of(request: Request) -> str:
+    """The path template of the route answering (`/v1/profiles/{reference:path}`)."""
+    return min(request.route_handler.paths, default="/v1/profiles")
+
+
 def _masked(
     request: Request, state: State, principal: Principal, docs: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -99,7 +103,9 @@ def _masked(
                 actor=principal.actor,
                 profile_ids=[doc["profile_id"] for doc in docs],
                 fields=shown,
-                via=clean_text(f"api:{request.url.path}"),  # a NUL in a path is not text
+                # the route, not the path: a path may hold the email or phone looked up, and
+                # the audit log must not copy personal data (the profile ids say who)
+                via=f"api:{_route_of(request)}",
             )
     return masked
 

@@ -276,13 +276,34 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     _choice(out, "type", TYPES)
     _choice(out, "source", SOURCES)
+    out["_pii_given"] = out.get("pii") is not None
     out["pii"] = _boolean(out.get("pii"), "pii")
     out["owner"] = _text(out.get("owner"), "owner")
     out["description"] = _text(out.get("description"), "description")
     out["retention_days"] = _days(out.get("retention_days"), "retention_days")
-    if out["source"] == "trait":
-        return _trait_spec(out)
-    return _events_spec(out)
+    spec = _trait_spec(out) if out["source"] == "trait" else _events_spec(out)
+    return _personal_if_copied(spec)
+
+
+#: Trait and property names that hold personal data whatever attribute copies them.
+_PERSONAL_NAMES = frozenset(name.lower() for names in PII_TRAITS.values() for name in names)
+
+
+def _personal_if_copied(spec: dict[str, Any]) -> dict[str, Any]:
+    """An attribute copying a personal trait (or an event property of such a name) holds
+    personal data too: it is PII whatever it was called, or masking could be sidestepped by
+    defining `email_copy`. Saying `pii: false` for one is refused rather than ignored."""
+    given = spec.pop("_pii_given", False)
+    copied = spec.get("trait") or spec.get("property")
+    if not isinstance(copied, str) or copied.lower() not in _PERSONAL_NAMES:
+        return spec
+    if spec.get("pii") is False and given:
+        raise InputError(
+            "pii_required",
+            f"{copied!r} holds personal data, so an attribute computed from it is PII: "
+            "leave pii out or set it to true",
+        )
+    return {**spec, "pii": True}
 
 
 def bump_version(valkey: Any) -> str:

@@ -97,6 +97,12 @@ def past_retention(conn: psycopg.Connection, as_of: datetime) -> list[dict[str, 
     return out
 
 
+def _last_day(until: datetime) -> datetime:
+    """The last day a period ending at `until` (excluded) covers: a period to midnight of
+    12-04 covers 12-03, one to 12-04 15:00 covers part of 12-04."""
+    return until - timedelta(microseconds=1)
+
+
 def compliance_report_as_report(
     runtime: Runtime, since: datetime, until: datetime, as_of: datetime | None = None
 ) -> Any:
@@ -109,7 +115,7 @@ def compliance_report_as_report(
     data = compliance_report(runtime, since, until, as_of)
     return model.Report(
         title="Compliance report",
-        subtitle=f"{since:%Y-%m-%d} to {until:%Y-%m-%d}",
+        subtitle=f"{since:%Y-%m-%d} to {_last_day(until):%Y-%m-%d}",
         sections=[
             model.Table(
                 ["attribute", "built in", "retention (days)", "roles that see it"],

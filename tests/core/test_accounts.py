@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from litestar.testing import TestClient
 from psycopg.conninfo import make_conninfo
 
-from c360 import accounts, migrate
+from c360 import accounts, migrate, tokens
 from c360.access import BUILT_IN_ROLES, PERMISSIONS
 from c360.api.app import create_app
 from c360.runtime import Runtime
@@ -523,17 +523,46 @@ def test_an_admin_can_step_down_once_another_admin_exists(admin_client, runtime)
     assert caught.value.code == "last_admin"
 
 
-def test_a_custom_role_cannot_lose_users_write_when_it_holds_the_last_admin(runtime) -> None:
+def test_a_custom_role_cannot_lose_a_permission_when_it_holds_the_last_admin(runtime) -> None:
+    # an administrator is a user whose role holds every permission: only they can give any back
+    everything = list(PERMISSIONS)
     with runtime.pool.connection() as conn:
-        accounts.create_role(conn, "test", "boss", ["users:write", "profiles:read"])
+        accounts.create_role(conn, "test", "boss", everything)
         accounts.create_user(conn, "test", "lan", "boss", PASSWORD)
 
         with pytest.raises(accounts.AccountConflict) as caught:
-            accounts.update_role(conn, "test", "boss", ["profiles:read"])
+            accounts.update_role(conn, "test", "boss", [p for p in everything if p != "pii:read"])
         role = accounts.get_role(conn, "boss")
 
     assert caught.value.code == "last_admin"
-    assert set(role.permissions) == {"users:write", "profiles:read"}
+    assert set(role.permissions) == set(everything)
+
+
+def test_users_write_alone_cannot_make_its_holder_an_administrator(runtime) -> None:
+    with runtime.pool.connection() as conn:
+        accounts.create_user(conn, "test", "root", "admin", PASSWORD)
+        accounts.create_role(conn, "user:root", "usr", ["users:write"])
+        accounts.create_user(conn, "user:root", "u_usr", "usr", PASSWORD)
+
+        refusals = []
+        for attempt in (
+            lambda: accounts.set_role(conn, "user:u_usr", "u_usr", "admin"),
+            lambda: accounts.create_user(conn, "user:u_usr", "u_two", "analyst", PASSWORD),
+            lambda: accounts.create_role(conn, "user:u_usr", "more", ["audit:read"]),
+            lambda: accounts.update_role(conn, "user:u_usr", "usr", ["users:write", "pii:read"]),
+            lambda: tokens.create_token(conn, "user:u_usr", "mine", ["profiles:read"]),
+        ):
+            with pytest.raises(accounts.GrantRefused) as refused_:
+                attempt()
+            refusals.append(refused_.value.code)
+        # nor may the last real administrator leave while only u_usr could manage users
+        with pytest.raises(accounts.AccountConflict) as last:
+            accounts.disable_user(conn, "user:root", "root")
+        usr = accounts.get_user(conn, "u_usr")
+
+    assert refusals == ["cannot_grant"] * 5
+    assert last.value.code == "last_admin"
+    assert usr.role == "usr"
 
 
 # -- lock-out says nothing about which names exist ----------------------------------------

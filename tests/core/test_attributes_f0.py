@@ -320,3 +320,21 @@ def test_the_profile_api_serves_back_filled_attributes_not_its_cached_document(r
     after = get_profile(runtime, "u1")
     assert Decimal(str(after["attributes"]["spend_30d"])) == Decimal("12.50")
     assert Decimal(str(get_profile(runtime, "u2")["attributes"]["spend_30d"])) == Decimal("3")
+
+
+def test_an_attribute_copying_a_personal_trait_is_personal_data_itself(runtime) -> None:
+    # otherwise `email_copy` would show every role what masking hides in traits.email
+    copy = {"type": "text", "source": "trait", "trait": "email"}
+    with runtime.pool.connection() as conn:
+        made = attributes.create_definition(conn, "user:test", {"name": "email_copy", **copy})
+        with pytest.raises(InputError) as refused:
+            attributes.create_definition(
+                conn, "user:test", {"name": "addr_copy", **copy, "trait": "City", "pii": False}
+            )
+        plain = attributes.create_definition(
+            conn, "user:test", {"name": "plan_copy", **copy, "trait": "plan"}
+        )
+
+    assert made.pii is True
+    assert refused.value.code == "pii_required"
+    assert plain.pii is False

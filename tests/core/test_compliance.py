@@ -205,3 +205,12 @@ def test_the_admin_api_changes_are_audited_and_errors_name_the_fix(runtime):
     with admin_client(runtime, None) as client:
         refused = client.post("/v1/admin/attributes", json=spec)
         assert (refused.status_code, refused.json()["code"]) == (401, "not_signed_in")
+
+
+def test_the_reports_heading_names_the_last_day_it_covers_not_the_excluded_end(runtime):
+    # a period [12-01, 12-04) covers 12-01 to 12-03: the heading must not say 12-04
+    report = compliance.compliance_report_as_report(
+        runtime, datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 4, tzinfo=UTC)
+    )
+
+    assert report.subtitle == "2026-12-01 to 2026-12-03"

@@ -138,7 +138,9 @@ def test_profiles_need_the_bearer_token(client, lan, headers):
         response = client.get(path, headers=headers)
 
         assert response.status_code == 401
-        assert set(response.json()) == {"code", "message"}
+        # a route sessions can use also hands out the CSRF token a browser signs in with
+        assert set(response.json()) == {"code", "message", "csrf_token"}
+        assert "profile_id" not in response.text
 
 
 def test_a_profile_merged_away_is_answered_by_the_surviving_profile(client, runtime):

@@ -117,7 +117,9 @@ def _masked(
                 actor=who.actor,
                 profile_ids=[doc["profile_id"] for doc in docs],
                 fields=fields,
-                via=f"ui:{request.url.path}",
+                # the route, not the path: /customers/<email> would copy the email into the
+                # audit log; the profile ids say whose data was seen
+                via=f"ui:{min(request.route_handler.paths, default='/customers')}",
             )
     return masked
 
