@@ -561,7 +561,10 @@ def create_role(
     _check_permissions(permissions)
     with conn.transaction():
         require_may_grant(conn, actor, list(permissions))
-        exists = conn.execute("SELECT 1 FROM governance.roles WHERE name = %s", (name,))
+        # `Admin` beside `admin` would only confuse whoever picks a role from the list
+        exists = conn.execute(
+            "SELECT 1 FROM governance.roles WHERE lower(name) = lower(%s)", (name,)
+        )
         if exists.fetchone() is not None:
             raise AccountConflict(
                 "duplicate_role", f"a role called {name!r} exists already; choose another name"

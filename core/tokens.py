@@ -86,6 +86,8 @@ def revoke_token(conn: psycopg.Connection, actor: str, token_id: int) -> ApiToke
     """Stop a token from working, for good (revoking twice changes nothing)."""
     with conn.transaction():
         before = _get(conn, token_id)
+        if before.revoked_at is not None:  # already done: no second audit entry for nothing
+            return before
         row = conn.execute(
             "UPDATE governance.api_tokens SET revoked_at = coalesce(revoked_at, now())"
             f" WHERE token_id = %s RETURNING {_COLUMNS}",

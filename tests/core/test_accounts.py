@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from litestar.testing import TestClient
 from psycopg.conninfo import make_conninfo
 
-from c360 import accounts, migrate, tokens
+from c360 import accounts, audit, migrate, tokens
 from c360.access import BUILT_IN_ROLES, PERMISSIONS
 from c360.api.app import create_app
 from c360.runtime import Runtime
@@ -630,3 +630,24 @@ def test_a_token_takes_expires_at_in_the_future_and_refuses_one_in_the_past(
     assert datetime.fromisoformat(made.json()["expires_at"]) == when
     listed = admin_client.get("/v1/admin/tokens").json()["tokens"]
     assert [t["label"] for t in listed] == ["old"]
+
+
+def test_a_role_name_differing_only_in_case_is_taken(runtime) -> None:
+    with runtime.pool.connection() as conn:
+        with pytest.raises(accounts.AccountConflict) as caught:
+            accounts.create_role(conn, "test", "Admin", ["audit:read"])
+        names = [role.name for role in accounts.list_roles(conn)]
+
+    assert caught.value.code == "duplicate_role"
+    assert "Admin" not in names
+
+
+def test_revoking_a_revoked_token_changes_nothing_and_is_not_audited_again(runtime) -> None:
+    with runtime.pool.connection() as conn:
+        _, record = tokens.create_token(conn, "test", "reporting", ["analytics:read"])
+        first = tokens.revoke_token(conn, "test", record.token_id)
+        second = tokens.revoke_token(conn, "test", record.token_id)
+        entries = audit.entries(conn, action_prefix="token.revoke")
+
+    assert first.revoked_at is not None and second.revoked_at == first.revoked_at
+    assert len(entries) == 1
