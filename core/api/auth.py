@@ -71,9 +71,13 @@ def csrf_token(request: ASGIConnection[Any, Any, Any, Any]) -> str:
     user = request.scope.get("user")
     if isinstance(user, Principal) and user.csrf_token:
         return user.csrf_token
-    return request.cookies.get(CSRF_COOKIE) or request.scope.setdefault(  # type: ignore[return-value]
+    kept = request.cookies.get(CSRF_COOKIE)
+    if kept:
+        return kept
+    fresh: str = request.scope.setdefault(  # type: ignore[call-overload]
         _SCOPE_NEW_CSRF, secrets.token_urlsafe(32)
     )
+    return fresh
 
 
 def wants_html(request: ASGIConnection[Any, Any, Any, Any]) -> bool:
@@ -155,7 +159,8 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any], runtime:
         token = await _token_principal(runtime, bearer)
     scope[_SCOPE_SESSION] = session  # type: ignore[literal-required]
     scope[_SCOPE_BEARER] = bearer is not None  # type: ignore[literal-required]
-    scope[_SCOPE_VIA] = "token" if token else "session" if session else None  # type: ignore[literal-required]
+    via = "token" if token else "session" if session else None
+    scope[_SCOPE_VIA] = via  # type: ignore[literal-required]
     scope["user"] = token or session
 
 
