@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from c360.events.model import encode
 from c360.reports.model import Cell, Report
 
 #: A cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets
@@ -40,7 +41,7 @@ def report_csv(report: Report) -> bytes:
     return to_csv(tables[0].columns, tables[0].rows)
 
 
-def safe_cell(value: Cell) -> str:
+def safe_cell(value: Cell | dict | list | tuple) -> str:
     """A cell's text: Decimal exactly as stored, times in ISO 8601, formulas defused.
 
     A negative number stays a number (-12.5 is data, not a formula); a text starting with a
@@ -55,7 +56,8 @@ def safe_cell(value: Cell) -> str:
         return repr(value) if isinstance(value, float) else str(value)
     if isinstance(value, datetime):
         return value.isoformat()
-    text = str(value)
+    # a profile's traits or attributes go out as JSON, not as Python's repr of a dict
+    text = encode(value).decode() if isinstance(value, dict | list | tuple) else str(value)
     if text.startswith(FORMULA_STARTS):
         return "'" + text
     return text

@@ -16,7 +16,6 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -27,6 +26,7 @@ from c360 import audit, sharing
 from c360.access import Principal
 from c360.errors import InputError
 from c360.events.model import encode
+from c360.reports.csv_export import safe_cell
 from c360.runtime import Runtime
 from c360.segments import membership
 from c360.segments.pii import check_pii_filters
@@ -63,8 +63,6 @@ EXPORT_AGGREGATES = (
 EXPORT_COLUMNS = ("profile_id", *EXPORT_IDENTIFIERS, *EXPORT_AGGREGATES, "traits", "attributes")
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP's list).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
 #: Ordering of member and preview pages: most valuable first, stable across pages.
 _ORDER = "p.revenue DESC, p.profile_id"
 
@@ -323,19 +321,8 @@ def export_csv(runtime: Runtime, source: Any, principal: Principal | None) -> It
     return _csv_chunks(runtime, ids, principal, via)
 
 
-def csv_cell(value: Any) -> str:
-    """One CSV cell: numbers exact, times ISO 8601, objects as JSON, and text that a
-    spreadsheet would run as a formula prefixed with ' (shown as text)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | Decimal):
-        return str(value)  # a number, never a formula
-    if isinstance(value, datetime):
-        return value.isoformat()
-    text = value if isinstance(value, str) else encode(value).decode()
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+#: One CSV cell, as every export writes it (numbers exact, formulas defused, objects as JSON).
+csv_cell = safe_cell
 
 
 def _csv_chunks(
