@@ -30,6 +30,13 @@ PERMISSIONS: dict[str, str] = {
     "sources:write": "create, rotate and revoke write keys",
     "audit:read": "read the audit log and the compliance report (downloads need exports:create)",
     "users:write": "manage users, roles and API tokens",
+    "knowledge:read": "search the marketing knowledge (products, prices, places, promotions)",
+    "knowledge:write": "load, change and delete marketing knowledge",
+    "agents:read": "see agents' personas, conversations and the escalation queue",
+    "agents:write": "change agents' personas, behaviour rules and intent examples",
+    "agents:operate": "take escalated conversations and answer customers as an operator",
+    "notifications:read": "see notification rules, templates, sends and their outcomes",
+    "notifications:write": "change notification rules and templates; send test notifications",
 }
 
 _READ_ALL = tuple(name for name in PERMISSIONS if name.endswith(":read"))
@@ -50,6 +57,9 @@ BUILT_IN_ROLES: dict[str, tuple[str, ...]] = {
         "identity:write",
         "pipeline:read",
         "governance:read",
+        "knowledge:read",
+        "agents:read",
+        "notifications:read",
     ),
     "marketer": (
         "dashboards:read",
@@ -60,6 +70,13 @@ BUILT_IN_ROLES: dict[str, tuple[str, ...]] = {
         "exports:create",
         "reports:read",
         "reports:write",
+        "knowledge:read",
+        "knowledge:write",
+        "agents:read",
+        "agents:write",
+        "agents:operate",
+        "notifications:read",
+        "notifications:write",
     ),
     "viewer": ("dashboards:read", "analytics:read", "segments:read", "reports:read"),
 }

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from c360.channels.base import Channel
     from c360.events.identifiers import Identifier
     from c360.events.model import Event
     from c360.settings import Settings
@@ -43,8 +44,9 @@ def c360_profile_attributes(profile: dict[str, Any], event: Event) -> dict[str, 
 
 
 @hookspec
-def c360_notification_channels() -> list[Any]:
-    """Return the notification channels (email, SMS, push, webhook) a plugin provides."""
+def c360_channels(settings: Settings) -> list[Channel]:
+    """Return the channels (web chat, SMS, Zalo, email, push, webhook) a plugin provides and
+    `settings` configure; agents and F4 notifications send through them (c360.channels)."""
 
 
 @hookspec

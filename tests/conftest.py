@@ -80,7 +80,8 @@ def _clean(settings: Settings) -> None:
             f"{schema}.{name}"
             for schema, name in conn.execute(
                 "SELECT schemaname, tablename FROM pg_tables"
-                " WHERE schemaname IN ('public', 'governance', 'analytics')"
+                " WHERE schemaname IN ('public', 'governance', 'analytics', 'knowledge',"
+                " 'channels', 'agents', 'notify')"
             ).fetchall()
             if f"{schema}.{name}" not in _KEPT
         ]
