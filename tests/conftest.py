@@ -4,6 +4,7 @@ engines, started by c360's own code), and a clean database and bus for every tes
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from c360 import migrate
 from c360.appliance.engines import EmbeddedPostgres, EmbeddedValkey
 from c360.runtime import Runtime
 from c360.settings import Settings, load_settings
+
+# the local peers that speak SaaS providers' wire protocols (tests/peers) import as `peers.*`
+sys.path.insert(0, str(Path(__file__).parent))
 
 WRITE_KEY = "test-write-key-1"
 OTHER_WRITE_KEY = "test-write-key-2"
