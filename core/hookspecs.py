@@ -45,8 +45,8 @@ def c360_profile_attributes(profile: dict[str, Any], event: Event) -> dict[str, 
 
 @hookspec
 def c360_channels(settings: Settings) -> list[Channel]:
-    """Return the channels (web chat, SMS, Zalo, email, push, webhook) a plugin provides and
-    `settings` configure; agents and F4 notifications send through them (c360.channels)."""
+    """Return the channels (SMS, Zalo, email...) a plugin provides that `settings` configure."""
+    # agents and F4 notifications send through them (c360.channels.base.Channel)
 
 
 @hookspec

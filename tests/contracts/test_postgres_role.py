@@ -86,7 +86,7 @@ def fresh_dsn(request: pytest.FixtureRequest, engines: tuple[str, str]) -> str:
 
 
 #: The schemas c360's migrations write to, as an SQL list.
-C360_SCHEMAS = "'public', 'governance', 'analytics'"
+C360_SCHEMAS = "'public', 'governance', 'analytics', 'knowledge', 'channels', 'agents', 'notify'"
 
 
 def shipped_versions() -> list[int]:
@@ -106,8 +106,15 @@ def tables_created_by_sql() -> set[str]:
 
 
 def schema_of(conn: psycopg.Connection) -> dict[str, list[tuple]]:
-    """What a migration can change: tables, columns, indexes, constraints, extensions."""
+    """What a migration can change: tables, columns, indexes, constraints, extensions, and
+    the built-in roles it seeds (a migration may only grant them new permissions)."""
+    roles = conn.execute("SELECT to_regclass('governance.roles') IS NOT NULL").fetchone()[0]
     return {
+        "built_in_roles": conn.execute(
+            "SELECT name, permissions FROM governance.roles WHERE built_in ORDER BY 1"
+        ).fetchall()
+        if roles
+        else [],
         "columns": conn.execute(
             "SELECT table_name, column_name, data_type, is_nullable, column_default"
             f" FROM information_schema.columns WHERE table_schema IN ({C360_SCHEMAS})"
