@@ -51,6 +51,8 @@ EPILOG = """examples:
   c360 users enable lan               let a disabled user sign in again
   c360 roles create auditor --permissions audit:read,governance:read
   c360 f0 sync                        apply the governance database to the running system
+  c360 knowledge load products.csv --type product    embed and store a catalogue file
+  c360 knowledge search "cà phê sữa" --type product   what the agents would find
 """
 
 
@@ -161,6 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     f0.add_argument("--backfill", action="store_true", help="also back-fill every active attribute")
     f0.set_defaults(func=_f0)
 
+    _add_knowledge_commands(commands)
+
     show = commands.add_parser("settings", help="print the settings in force (secrets masked)")
     show.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     show.set_defaults(func=_show_settings)
@@ -215,6 +219,26 @@ def _add_account_commands(commands: Any) -> None:
     for sub in role_actions.choices.values():
         sub.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     roles.set_defaults(func=_roles)
+
+
+def _add_knowledge_commands(commands: Any) -> None:
+    # types and modes are checked by c360.knowledge, whose messages list the valid ones;
+    # importing it here would load numpy and the store into every `c360` command
+    knowledge = commands.add_parser("knowledge", help="load, search and re-embed knowledge")
+    actions = knowledge.add_subparsers(dest="action", required=True)
+    load = actions.add_parser("load", help="embed and store the items of a CSV or JSON file")
+    load.add_argument("path", type=Path)
+    load.add_argument("--type", help="the type of rows that have none (product, place, ...)")
+    find = actions.add_parser("search", help="search the knowledge as the agents do")
+    find.add_argument("text")
+    find.add_argument("--type", action="append", dest="types", help="product, place, ...")
+    find.add_argument("--region")
+    find.add_argument("--mode", default="hybrid", help="hybrid (default), vector or text")
+    find.add_argument("-k", type=int, default=10)
+    actions.add_parser("reembed", help="embed every item again with the configured model")
+    for sub in actions.choices.values():
+        sub.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    knowledge.set_defaults(func=_knowledge)
 
 
 def _trial(settings: Settings, args: argparse.Namespace) -> int:
@@ -408,6 +432,51 @@ def _f0(settings: Settings, args: argparse.Namespace) -> int:
             runtime.close()
     print(_JSON.encode(run.as_dict()).decode())
     return EXIT_OK if run.outcome != "failed" else EXIT_FAILED
+
+
+def _knowledge(settings: Settings, args: argparse.Namespace) -> int:
+    """Load a file into the knowledge store, search it, or embed it again after a model
+    change; works beside a running appliance on the same folder."""
+    import dataclasses
+
+    import psycopg
+
+    from c360 import migrate
+    from c360.knowledge import loaders, search, store
+    from c360.runtime import Runtime
+
+    if not settings.postgres_dsn and not (settings.data_dir / "postgres").is_dir():
+        raise UsageError(
+            f"no c360 data in {settings.data_dir}: check --data-dir (or C360_DATA_DIR), or run "
+            "`c360 up` there first"
+        )
+    items = loaders.load_file(args.path, args.type) if args.action == "load" else []
+    progress = None if args.action == "search" else _embedding_progress
+    with _database(settings, share=True) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            migrate.upgrade(conn)
+        # the knowledge store never opens Valkey; the runtime only wants a URL to be set
+        local = dataclasses.replace(settings, postgres_dsn=dsn, valkey_url="redis://unused")
+        runtime = Runtime(local)
+        try:
+            if args.action == "load":
+                result = dataclasses.asdict(store.upsert(runtime, items, progress))
+            elif args.action == "reembed":
+                result = {"reembedded": store.reembed(runtime, progress)}
+            else:
+                hits = search.search(
+                    runtime, args.text, types=args.types, region=args.region, k=args.k,
+                    mode=args.mode,
+                )  # fmt: skip
+                result = {"hits": [dataclasses.asdict(hit) for hit in hits]}
+        finally:
+            runtime.close()
+    print(_JSON.encode(result).decode())
+    return EXIT_OK
+
+
+def _embedding_progress(done: int, total: int) -> None:
+    print(f"embedded and stored {done:,} of {total:,} items", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -668,6 +737,8 @@ def _print_summary(
         )
         if my_key:
             lines += _my_events_lines(summary["api"], my_key)
+        if summary.get("chat_demo"):
+            lines.append(f"Chat with the agent as customer cdnow-00001: {summary['chat_demo']}")
         lines += _sign_in_lines(summary["api"], data_dir)
     print("\n".join(lines))
 

@@ -112,6 +112,7 @@ def run_trial(
         summary["client_failures"] = failures
         if options.serve:
             _gather_statistics(runtime)
+            summary["chat_demo"] = _load_demo_catalogue(runtime, stack.url)
         summary["api"] = stack.url if options.serve else None
         summary["api_token"] = settings.api_tokens[-1] if options.serve else None
         runtime.close()
@@ -123,6 +124,16 @@ def run_trial(
     finally:
         if not options.serve:
             stack.stop()
+
+
+def _load_demo_catalogue(runtime: Runtime, url: str) -> str:
+    """Load the bilingual demo catalogue into the marketing knowledge (a few seconds of
+    embedding; unchanged items are skipped on later runs) so the agent has products, prices,
+    promotions and stores to talk about; returns the address of the web-chat demo page."""
+    from c360.knowledge import loaders, store  # the embedding model loads only when serving
+
+    store.upsert(runtime, loaders.demo_catalogue())
+    return f"{url}/chat/demo?userId=cdnow-00001"
 
 
 def _gather_statistics(runtime: Runtime) -> None:

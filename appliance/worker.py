@@ -14,12 +14,16 @@ from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 from c360.adapters.bus import ID_RESOLUTION, RAW_EVENTS, UPDATED_PROFILES
 from c360.adapters.lake_parquet import table_of
 from c360.appliance import dead_letters
+from c360.channels.delivery import DeliverySender
 from c360.governance.f0 import F0Scheduler
+from c360.notifications.scheduler import NotificationScheduler
 from c360.reports.schedules import ReportScheduler
 from c360.runtime import Runtime
 from c360.segments.refresher import SegmentRefresher
 from c360.settings import Settings
 from c360.stages import F2_GROUP, F3_GROUP, LAKE_GROUP
+from c360.stages.agents_stage import AGENTS_GROUP
+from c360.stages.notifications_stage import NOTIFICATIONS_GROUP
 from c360.stages.pump import Pump
 from c360.stages.segments_stage import SEGMENTS_GROUP
 
@@ -41,6 +45,8 @@ QUEUE_PREFETCH = 2
 #: Dramatiq queues of the stage actors (see c360.stages.actors).
 QUEUE_F1, QUEUE_F2, QUEUE_F3, QUEUE_LAKE = "c360-f1", "c360-f2", "c360-f3", "c360-lake"
 QUEUE_SEGMENTS = "c360-segments"
+QUEUE_NOTIFICATIONS = "c360-notifications"
+QUEUE_AGENTS = "c360-agents"
 
 #: The lake gathers bigger batches than the stages on the freshness path, for up to this long:
 #: each batch writes (and fsyncs) whole files, so small batches cost the workers most of their
@@ -135,6 +141,26 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
             settings.batch_size,
             stop,
         ),
+        Pump(
+            runtime.bus,
+            UPDATED_PROFILES,
+            NOTIFICATIONS_GROUP,
+            f"notifications-{me}",
+            lambda name, p: actors.plan_notifications.send(p),
+            depth(QUEUE_NOTIFICATIONS),
+            settings.batch_size,
+            stop,
+        ),
+        Pump(
+            runtime.bus,
+            UPDATED_PROFILES,
+            AGENTS_GROUP,
+            f"agents-{me}",
+            lambda name, p: actors.refresh_agents.send(p),
+            depth(QUEUE_AGENTS),
+            settings.batch_size,
+            stop,
+        ),
     ]
     threads = [threading.Thread(target=p.run, name=f"pump-{p.group}", daemon=True) for p in pumps]
     threads.append(
@@ -143,7 +169,15 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
             args=(
                 broker.client,
                 runtime.bus,
-                [QUEUE_F2, QUEUE_F3, QUEUE_LAKE, QUEUE_F1, QUEUE_SEGMENTS],
+                [
+                    QUEUE_F2,
+                    QUEUE_F3,
+                    QUEUE_LAKE,
+                    QUEUE_F1,
+                    QUEUE_SEGMENTS,
+                    QUEUE_NOTIFICATIONS,
+                    QUEUE_AGENTS,
+                ],
                 stop,
             ),
             name="dead-letters",
@@ -155,6 +189,10 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
     # scheduled work (reports by email, F0 syncs, moving-window segments): each claims its
     # work in PostgreSQL or is idempotent, so every worker process may run them
     schedulers = [ReportScheduler(runtime), F0Scheduler(runtime), SegmentRefresher(runtime)]
+    # due notifications: each claims its sends with FOR UPDATE SKIP LOCKED
+    schedulers.append(NotificationScheduler(runtime))
+    # the outbox of every channel, and inbound messages nobody answered: claimed with a lease
+    schedulers.append(DeliverySender(runtime))
     for scheduler in schedulers:
         scheduler.start()
     log.info("Worker %d running with %d threads.", index, settings.worker_threads)

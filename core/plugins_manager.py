@@ -25,6 +25,12 @@ BUILTIN_PLUGINS = (
     "c360.plugins.geo_enricher",
     "c360.plugins.user_agent_enricher",
     "c360.plugins.profile_matching",
+    "c360.plugins.channel_webchat",
+    "c360.plugins.channel_sms_twilio",
+    "c360.plugins.channel_zalo",
+    "c360.plugins.channel_email",
+    "c360.plugins.channel_push",
+    "c360.plugins.channel_webhook",
 )
 
 

@@ -204,6 +204,11 @@ class Settings:
         "Upgrade the SMTP connection with STARTTLS before signing in or sending.", default=True
     )
     smtp_from: str = _doc("The From address of emails c360 sends.", default="c360@localhost")
+    smtp_ca_file: str | None = _doc(
+        "PEM file of the certificate authorities STARTTLS trusts for the SMTP server (a "
+        "private CA or a self-signed server); empty: the system's.",
+        default=None,
+    )
     # engage: agents, marketing knowledge, channels and F4 notifications (issue 7)
     public_url: str | None = _doc(
         "Address customers reach c360 at, for unsubscribe and open-tracking links and the web "
@@ -589,6 +594,11 @@ def _check_accounts(settings: Settings) -> None:
         raise SettingsError("f0_sync_minutes must be 0 (off) or more (C360_F0_SYNC_MINUTES)")
     if not 1 <= settings.smtp_port <= 65_535:
         raise SettingsError("smtp_port must be between 1 and 65535 (C360_SMTP_PORT)")
+    if settings.smtp_ca_file and not Path(settings.smtp_ca_file).is_file():
+        raise SettingsError(
+            f"smtp_ca_file {settings.smtp_ca_file!r} is not a file: give the path of a PEM "
+            "file of certificate authorities (C360_SMTP_CA_FILE), or leave it empty"
+        )
     _check_engage(settings)
 
 

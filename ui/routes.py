@@ -17,6 +17,7 @@ from litestar.template.config import TemplateConfig
 
 from c360.errors import InputError
 from c360.ui.pages import (
+    agents,
     analytics,
     common,
     customers,
@@ -54,6 +55,7 @@ def route_handlers() -> list[Any]:
             *ltv.HANDLERS,
             *pipeline.HANDLERS,
             *exports.HANDLERS,
+            *agents.HANDLERS,
             *admin_handlers,
         ],
         exception_handlers={

@@ -28,9 +28,12 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from c360 import accounts
 from c360.api import accounts as accounts_api
+from c360.api import agents as agents_api
 from c360.api import analytics as analytics_api
 from c360.api import governance as governance_api
 from c360.api import governance_sources as sources_api
+from c360.api import knowledge as knowledge_api
+from c360.api import notifications as notifications_api
 from c360.api import reports as reports_api
 from c360.api import segments as segments_api
 from c360.api.auth import (
@@ -45,6 +48,7 @@ from c360.api.gzip import GzipRequestMiddleware
 from c360.api.identity import decide_review, identity_error, read_merges, read_reviews, undo
 from c360.api.metrics import metrics
 from c360.api.profiles import read_profile, read_profiles
+from c360.channels.registry import route_handlers as channel_routes
 from c360.errors import BusUnavailable, InputError
 from c360.events.model import MAX_BATCH_BYTES, MAX_DEPTH, too_deep
 from c360.merges import IdentityError
@@ -115,7 +119,11 @@ def create_app(
             *governance_api.route_handlers(),
             *sources_api.route_handlers(),
             *segments_api.route_handlers(),
+            *knowledge_api.route_handlers(),
+            *agents_api.route_handlers(),
+            *notifications_api.route_handlers(),
             reports_api.ROUTER,
+            *channel_routes(settings),  # every channel's webhooks and sockets (web chat's too)
             *extra_route_handlers,
         ],
         state=state,

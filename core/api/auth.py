@@ -262,7 +262,11 @@ def _is_preflight(handler: BaseRouteHandler) -> bool:
 
 def _double_submit(connection: ASGIConnection[Any, Any, Any, Any], opt: dict[str, Any]) -> bool:
     """Public forms (pages, not /v1) and routes that ask for it check the double-submit
-    cookie; the gateway's public /v1 routes authenticate by write key and carry no cookies."""
+    cookie; the gateway's public /v1 routes authenticate by write key and carry no cookies.
+    A signed link (a notification's one-click unsubscribe) is its own credential: a mail
+    client posts it with no cookie at all (RFC 8058)."""
+    if opt.get("csrf") == "signed_link":
+        return False
     return opt.get("csrf") == "double_submit" or not connection.url.path.startswith("/v1/")
 
 

@@ -13,7 +13,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from c360.adapters.bus import DLQ, ID_RESOLUTION, RAW_EVENTS, UPDATED_PROFILES
 from c360.analytics import cache as analytics_cache
+from c360.api.notifications import notification_metrics
+from c360.channels import delivery as deliveries
 from c360.stages import F2_GROUP, F3_GROUP, LAKE_GROUP
+from c360.stages.notifications_stage import NOTIFICATIONS_GROUP
 from c360.stages.segments_stage import SEGMENTS_GROUP
 
 #: The backlog of each stage: entries of its topic it has not acknowledged yet.
@@ -22,6 +25,7 @@ STAGES = (
     (RAW_EVENTS, LAKE_GROUP),
     (ID_RESOLUTION, F3_GROUP),
     (UPDATED_PROFILES, SEGMENTS_GROUP),
+    (UPDATED_PROFILES, NOTIFICATIONS_GROUP),
 )
 
 
@@ -60,6 +64,8 @@ class SharedStateCollector:
         dlq.add_metric([], sum(valkey.xlen(key) for key in valkey.scan_iter(match=f"{DLQ}:*")))
         yield dlq
         yield from analytics_cache_metrics(valkey)
+        yield delivery_metrics(valkey)
+        yield from notification_metrics(self.state.runtime)
 
 
 def analytics_cache_metrics(valkey: Any) -> Iterator[Any]:
@@ -81,6 +87,19 @@ def analytics_cache_metrics(valkey: Any) -> Iterator[Any]:
     )
     ratio.add_metric([], hits / (hits + misses) if hits + misses else 0.0)
     yield ratio
+
+
+def delivery_metrics(valkey: Any) -> CounterMetricFamily:
+    """Outbound messages by channel and outcome: attempts sent, retried, failed, bounced, and
+    the providers' later word (delivered, read, opened, unsubscribed)."""
+    family = CounterMetricFamily(
+        "c360_deliveries",
+        "Outbound messages by channel and outcome.",
+        labels=["channel", "outcome"],
+    )
+    for (channel, outcome), count in sorted(deliveries.counts(valkey).items()):
+        family.add_metric([channel, outcome], count)
+    return family
 
 
 @get("/metrics", sync_to_thread=True, opt={"public": True})

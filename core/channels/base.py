@@ -17,8 +17,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 #: Channel names c360 ships; a plugin may add its own.
 WEBCHAT, SMS, ZALO, EMAIL, PUSH, WEBHOOK = "webchat", "sms", "zalo", "email", "push", "webhook"
 
-#: What one send attempt came to: taken by the provider, refused for good, or worth retrying.
-SendStatus = Literal["sent", "failed", "retry"]
+#: What one send attempt came to: taken by the provider, refused for good, or worth retrying;
+#: "bounced" is refused for good because the address itself is refused (an email 5xx at RCPT).
+SendStatus = Literal["sent", "failed", "bounced", "retry"]
 
 #: What the provider later says became of a message (status callbacks, opens, bounces).
 DeliveryState = Literal[

@@ -73,7 +73,7 @@ def send_report(
     message = compose(settings.smtp_from, recipients, report, pdf_bytes, name)
     try:
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_S) as smtp:
-            _secure_and_sign_in(smtp, settings)
+            secure_and_sign_in(smtp, settings)
             refused = smtp.send_message(message)
     except smtplib.SMTPNotSupportedError as exc:
         raise MailError(
@@ -130,13 +130,20 @@ def attachment_name(report: Report) -> str:
     return f"{slug}-{report.generated_at:%Y-%m-%d}.pdf"
 
 
-def _secure_and_sign_in(smtp: smtplib.SMTP, settings: Settings) -> None:
+def secure_and_sign_in(smtp: smtplib.SMTP, settings: Settings) -> None:
+    """EHLO, STARTTLS when `smtp_starttls` is on, and sign-in when `smtp_user` is set."""
     smtp.ehlo()
     if settings.smtp_starttls:
-        smtp.starttls(context=ssl.create_default_context())
+        smtp.starttls(context=tls_context(settings))
         smtp.ehlo()
     if settings.smtp_user:
         smtp.login(settings.smtp_user, settings.smtp_password or "")
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context STARTTLS verifies the server with: the system's certificate
+    authorities, or those in `smtp_ca_file` (a private CA, a self-signed server)."""
+    return ssl.create_default_context(cafile=settings.smtp_ca_file or None)
 
 
 def _one_line(text: str) -> str:

@@ -19,7 +19,14 @@ from c360.events.model import encode
 from c360.governance.keyring import PlanCache
 from c360.governance.tracking_plans import count_hits
 from c360.runtime import Runtime
-from c360.stages import f2_persist, f3_resolve, lake_sink, segments_stage
+from c360.stages import (
+    agents_stage,
+    f2_persist,
+    f3_resolve,
+    lake_sink,
+    notifications_stage,
+    segments_stage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,18 @@ def resolve_events(payloads: list[str]) -> None:
 def refresh_segments(payloads: list[str]) -> None:
     """Saved segments' members for a batch of updated profile documents."""
     isolate_failures(segments_stage.refresh, refresh_segments.send, payloads)
+
+
+@dramatiq.actor(queue_name="c360-notifications", **RETRIES)
+def plan_notifications(payloads: list[str]) -> None:
+    """Notification sends planned from a batch of updated profile documents."""
+    isolate_failures(notifications_stage.plan, plan_notifications.send, payloads)
+
+
+@dramatiq.actor(queue_name="c360-agents", **RETRIES)
+def refresh_agents(payloads: list[str]) -> None:
+    """Open conversations' context snapshots for a batch of updated profile documents."""
+    isolate_failures(agents_stage.refresh, refresh_agents.send, payloads)
 
 
 @dramatiq.actor(queue_name="c360-lake", **RETRIES)

@@ -80,6 +80,7 @@ NAV: list[NavItem] = [
     NavItem("cohorts", "Cohorts", "/analytics/cohorts", "analytics:read"),
     NavItem("ltv", "Lifetime value", "/analytics/ltv", "analytics:read"),
     NavItem("pipeline", "Pipeline", "/pipeline", "pipeline:read"),
+    NavItem("agents", "Conversations", "/agents", "agents:read"),
 ]
 
 

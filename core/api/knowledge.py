@@ -1,0 +1,182 @@
+"""Marketing knowledge API: load items (as JSON or as an uploaded CSV / JSON file), read and
+delete one, and search by meaning and words with filters. Changes embed new text at once, so
+a 200 means the items are searchable.
+
+    POST   /v1/knowledge/items           [item, ...]                              knowledge:write
+    POST   /v1/knowledge/files?type=&name=  CSV (text/csv) or JSON body            knowledge:write
+    GET    /v1/knowledge/items/{item_id}                                          knowledge:read
+    DELETE /v1/knowledge/items/{item_id}                                          knowledge:write
+    GET    /v1/knowledge/search?q=&type=&region=&mode=&k=&at=&in_stock=           knowledge:read
+
+An item is {"id", "type", "title", "body"?, "language"?, "attributes"?}; errors are 400s that
+name the item's position (`items[2]`) or the file's line, and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import anyio
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, RawBody
+
+from c360.errors import InputError
+from c360.events.model import decode_any, encode
+from c360.knowledge import loaders, search, store
+
+#: Items per POST: a request embeds its new text before answering (~100 texts/s on 2 cores).
+MAX_ITEMS = 1_000
+_SEARCH_PARAMETERS = ("q", "type", "region", "mode", "k", "at", "in_stock")
+
+
+@post("/v1/knowledge/items", status_code=200, opt={"permission": "knowledge:write"})
+async def put_items(state: State, body: RawBody) -> Response[bytes]:
+    """Insert or update items by id; answers what changed and how many texts were embedded."""
+    items = _items(body)
+    counts = await _in_thread(store.upsert, state.runtime, items)
+    return _json(asdict(counts))
+
+
+@post("/v1/knowledge/files", status_code=200, opt={"permission": "knowledge:write"})
+async def load_file(request: Request, state: State, body: RawBody) -> Response[bytes]:
+    """Load a CSV (Content-Type text/csv) or JSON / JSON Lines file sent as the body."""
+    params = request.query_params
+    unknown = sorted(set(params) - {"type", "name"})
+    if unknown:
+        raise InputError("unknown_parameter", f"unknown parameter {unknown[0]}; use type, name")
+    name = params.get("name") or "upload"
+    kind = _kind(request.headers.get("content-type", ""), name)
+    items = loaders.parse(body, name, params.get("type") or None, kind)
+    counts = await _in_thread(store.upsert, state.runtime, items)
+    return _json(asdict(counts) | {"items": len(items)})
+
+
+@get("/v1/knowledge/items/{item_id:str}", opt={"permission": "knowledge:read"})
+async def read_item(state: State, item_id: FromPath[str]) -> Response[bytes]:
+    """One item as stored now."""
+    hit = await _in_thread(search.get, state.runtime, item_id)
+    if hit is None:
+        raise NotFoundException(f"no knowledge item {item_id!r}")
+    return _json(_item(hit))
+
+
+@delete("/v1/knowledge/items/{item_id:str}", opt={"permission": "knowledge:write"})
+async def delete_item(state: State, item_id: FromPath[str]) -> None:
+    """Remove an item; it is never found again."""
+    if not await _in_thread(store.delete, state.runtime, [item_id]):
+        raise NotFoundException(f"no knowledge item {item_id!r}")
+
+
+@get("/v1/knowledge/search", opt={"permission": "knowledge:read"})
+async def search_items(request: Request, state: State) -> Response[bytes]:
+    """The best items for `q` among those the filters keep, best first."""
+    arguments = _search_arguments(request.query_params)
+    hits = await _in_thread(partial(search.search, state.runtime, **arguments))
+    return _json({"hits": [_item(hit) | {"score": hit.score} for hit in hits]})
+
+
+def route_handlers() -> list[HTTPRouteHandler]:
+    """Every knowledge route, for the app to register."""
+    return [put_items, load_file, read_item, delete_item, search_items]
+
+
+def _items(body: bytes) -> list[store.Item]:
+    """Checked items of a JSON array; errors name the position and the field."""
+    try:
+        data = decode_any(body or b"null")
+    except ValueError:
+        raise InputError("invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, list) or not data:
+        raise InputError("invalid_body", "send a JSON array of items: [{id, type, title}, ...]")
+    if len(data) > MAX_ITEMS:
+        raise InputError(
+            "too_many_items", f"{len(data)} items; send at most {MAX_ITEMS} per request"
+        )
+    return [store.item_from_dict(raw, f"items[{index}]") for index, raw in enumerate(data)]
+
+
+def _search_arguments(params: Mapping[str, Any]) -> dict[str, Any]:
+    """search() keyword arguments from the query string, each checked by name."""
+    unknown = sorted(set(params) - set(_SEARCH_PARAMETERS))
+    if unknown:
+        raise InputError(
+            "unknown_parameter",
+            f"unknown parameter {unknown[0]}; use {', '.join(_SEARCH_PARAMETERS)}",
+        )
+    arguments: dict[str, Any] = {"text": params.get("q") or ""}
+    types = [t.strip() for value in params.getall("type", []) for t in value.split(",")]
+    arguments["types"] = [t for t in types if t] or None
+    arguments["region"] = params.get("region") or None
+    arguments["mode"] = params.get("mode") or "hybrid"
+    arguments["k"] = _whole(params.get("k", "10"), "k")
+    if params.get("at"):
+        arguments["at"] = _moment(params["at"])
+    if params.get("in_stock"):
+        arguments["in_stock"] = _flag(params["in_stock"], "in_stock")
+    return arguments
+
+
+def _whole(value: str, name: str) -> int:
+    if not value.strip().isdigit():
+        raise InputError("invalid_query", f"{name}: {value!r} must be a whole number")
+    return int(value)
+
+
+def _moment(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            "invalid_query", f"at: {value!r} is not an ISO 8601 time such as 2026-12-31T18:00Z"
+        ) from None
+
+
+def _flag(value: str, name: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise InputError("invalid_query", f"{name}: {value!r} must be true or false")
+    return value.lower() in ("true", "1")
+
+
+def _kind(content_type: str, name: str) -> str | None:
+    """'csv' or 'json' from the Content-Type, else from the name's suffix."""
+    media = content_type.split(";")[0].strip().lower()
+    if media in ("text/csv", "application/csv"):
+        return "csv"
+    if media in ("application/json", "application/x-ndjson", "application/jsonl"):
+        return "json"
+    if not name.lower().endswith((".csv", ".json", ".jsonl")):
+        raise InputError(
+            "invalid_file",
+            "send the file with Content-Type text/csv or application/json, or name it with "
+            "?name=catalogue.csv",
+        )
+    return None
+
+
+def _item(hit: search.Hit) -> dict[str, Any]:
+    return {
+        "id": hit.item_id,
+        "type": hit.type,
+        "title": hit.title,
+        "body": hit.body,
+        "language": hit.language,
+        "attributes": hit.attributes,
+    }
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Blocking database and embedding work off the event loop (async handlers: see
+    c360.api.segments for why not `sync_to_thread`)."""
+    return await anyio.to_thread.run_sync(partial(fn, *args))
+
+
+def _json(value: Any, status_code: int = 200) -> Response[bytes]:
+    """Exact JSON: Decimal prices as numbers."""
+    return Response(content=encode(value), media_type="application/json", status_code=status_code)

@@ -1,0 +1,215 @@
+"""Notification templates: Jinja2 source per channel and language, versioned, rendered in a
+sandbox (HTML autoescaped). A template that does not compile, or reaches for Python's insides
+(`''.__class__`, `x|attr('__globals__')`), is refused when saved, with the line that does it.
+
+Reads and writes `notify.templates`; renders with jinja2.sandbox only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from jinja2 import ChainableUndefined, TemplateError, Undefined, UndefinedError, nodes
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from psycopg.rows import dict_row
+
+from c360.errors import InputError
+
+#: Longest template source kept: a notification is a few sentences, not a document.
+MAX_SOURCE_CHARS = 20_000
+#: Longest rendered text sent; a longer one means a template loops where it should not.
+MAX_RENDERED_CHARS = 100_000
+
+FIELDS = ("subject", "body", "html")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+
+#: What a template sees, with made-up values: a save renders the template once on it, so a
+#: template that fails on ordinary data is refused before any customer would get it.
+SAMPLE_CONTEXT: dict[str, Any] = {
+    "profile": {
+        "profile_id": "00000000-0000-4000-8000-000000000000",
+        "traits": {"name": "Lan", "first_name": "Lan", "email": "lan@example.com"},
+        "attributes": {},
+        "order_count": 1,
+        "revenue": 25.0,
+        "first_order_at": "2026-01-01T09:00:00+00:00",
+        "last_order_at": "2026-01-01T09:00:00+00:00",
+    },
+    "trigger": {"name": "first_purchase"},
+    "rule": "sample",
+    "unsubscribe_url": "https://c360.example.com/u/sample",
+}
+
+# the strict environments refuse at save; the lenient ones render missing facts as empty text
+_CHECK_TEXT = SandboxedEnvironment(undefined=Undefined, autoescape=False)
+_CHECK_HTML = SandboxedEnvironment(undefined=Undefined, autoescape=True)
+_TEXT = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+_HTML = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A template filled in for one customer."""
+
+    template_id: int
+    subject: str | None
+    text: str
+    html: str | None
+
+
+def save_template(conn: psycopg.Connection, actor: str, spec: Any) -> dict[str, Any]:
+    """Check a template and store it as the next version of (name, channel, language)."""
+    clean = check_spec(spec)
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # two saves at once must not both take the same next version
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('notify.templates:' || %s))", (clean["name"],)
+        )
+        row = cur.execute(
+            "INSERT INTO notify.templates (name, channel, language, version, subject, body,"
+            " html, created_by) SELECT %(name)s, %(channel)s, %(language)s,"
+            " coalesce(max(version), 0) + 1, %(subject)s, %(body)s, %(html)s, %(actor)s"
+            " FROM notify.templates WHERE name = %(name)s AND channel = %(channel)s"
+            " AND language = %(language)s RETURNING *",
+            {**clean, "actor": actor},
+        ).fetchone()
+    assert row is not None  # INSERT ... SELECT with an aggregate always yields one row
+    return row
+
+
+def check_spec(spec: Any) -> dict[str, Any]:
+    """The template's fields, checked; InputError naming the field and line otherwise."""
+    if not isinstance(spec, dict):
+        raise InputError("invalid_template", "a template is a JSON object")
+    unknown = sorted(set(spec) - {"name", "channel", "language", *FIELDS})
+    if unknown:
+        raise InputError("invalid_template", f"unknown template fields: {', '.join(unknown)}")
+    clean = {
+        "name": _match(spec.get("name"), _NAME, "name", "a name such as first-purchase"),
+        "channel": _match(spec.get("channel"), _NAME, "channel", "a channel such as email"),
+        "language": _match(spec.get("language", "en"), _LANGUAGE, "language", "such as en or vi"),
+    }
+    for field in FIELDS:
+        source = spec.get(field)
+        if source is None and field != "body":
+            clean[field] = None
+            continue
+        if not isinstance(source, str) or not source.strip():
+            raise InputError("invalid_template", f"{field} must be non-empty template text")
+        check_source(source, field, html=field == "html")
+        clean[field] = source
+    return clean
+
+
+def check_source(source: str, field: str, *, html: bool = False) -> None:
+    """Refuse source that does not compile, touches private attributes, or fails to render on
+    the sample context; the message names the field and the line."""
+    if len(source) > MAX_SOURCE_CHARS:
+        raise InputError(
+            "invalid_template", f"{field} is over {MAX_SOURCE_CHARS:,} characters: shorten it"
+        )
+    env = _CHECK_HTML if html else _CHECK_TEXT
+    try:
+        tree = env.parse(source)
+    except TemplateError as exc:
+        raise _refusal(field, getattr(exc, "lineno", None), str(exc)) from None
+    for line, what in _private_access(tree):
+        raise _refusal(field, line, f"{what} is not allowed: templates see only data")
+    try:
+        env.from_string(source).render(SAMPLE_CONTEXT)
+    except SecurityError as exc:
+        raise _refusal(field, _error_line(exc), str(exc)) from None
+    except TemplateError as exc:
+        # a missing fact renders empty when sent; anything else fails the same way for a
+        # customer as here
+        if not isinstance(exc, UndefinedError):
+            raise _refusal(field, _error_line(exc), str(exc)) from None
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        raise _refusal(field, _error_line(exc), f"{type(exc).__name__}: {exc}") from None
+
+
+def current_template(
+    conn: psycopg.Connection, name: str, channel: str, language: str | None
+) -> dict[str, Any] | None:
+    """The newest version of a template in the customer's language, else in English, else in
+    any language it has; None when the template has no version for this channel."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM notify.templates WHERE name = %s AND channel = %s"
+            " ORDER BY (language = %s) DESC, (language = 'en') DESC, language, version DESC"
+            " LIMIT 1",
+            (name, channel, (language or "en").lower()),
+        ).fetchone()
+
+
+def render(template: dict[str, Any], context: dict[str, Any]) -> Rendered:
+    """Fill a stored template in; raises TemplateError (or a Python error a filter raised) for
+    a template that fails on this customer's data."""
+    subject = _render(_TEXT, template.get("subject"), context)
+    text = _render(_TEXT, template["body"], context)
+    html = _render(_HTML, template.get("html"), context)
+    assert text is not None  # body is NOT NULL
+    return Rendered(template["template_id"], subject, text, html)
+
+
+def list_templates(conn: psycopg.Connection, name: str | None = None) -> list[dict[str, Any]]:
+    """Every version of every template (or of one name), newest first within each."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM notify.templates WHERE %(name)s::text IS NULL OR name = %(name)s"
+            " ORDER BY name, channel, language, version DESC",
+            {"name": name},
+        ).fetchall()
+
+
+def _render(env: SandboxedEnvironment, source: str | None, context: dict[str, Any]) -> str | None:
+    if source is None:
+        return None
+    out = env.from_string(source).render(context)
+    if len(out) > MAX_RENDERED_CHARS:
+        raise ValueError(f"the template rendered over {MAX_RENDERED_CHARS:,} characters")
+    return out
+
+
+def _private_access(tree: nodes.Template) -> list[tuple[int, str]]:
+    """Places where a template names an attribute or key starting with '_' (a way into
+    Python's object graph), as (line, description)."""
+    found = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        name = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+            first = node.args[0]
+            name = first.value if isinstance(first, nodes.Const) else None
+        if isinstance(name, str) and name.startswith("_"):
+            found.append((node.lineno, f"the attribute {name!r}"))
+    return found
+
+
+def _error_line(exc: BaseException) -> int | None:
+    """The template line an error was raised on, read from the traceback Jinja rewrites."""
+    line = getattr(exc, "lineno", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _refusal(field: str, line: int | None, message: str) -> InputError:
+    where = f"{field}, line {line}" if line else field
+    return InputError("invalid_template", f"{where}: {message}")
+
+
+def _match(value: Any, pattern: re.Pattern[str], field: str, hint: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InputError("invalid_template", f"{field} must be {hint}; got {value!r}")
+    return value.lower() if field == "language" else value
