@@ -127,12 +127,16 @@ def run_trial(
 
 
 def _load_demo_catalogue(runtime: Runtime, url: str) -> str:
-    """Load the bilingual demo catalogue into the marketing knowledge (a few seconds of
-    embedding; unchanged items are skipped on later runs) so the agent has products, prices,
-    promotions and stores to talk about; returns the address of the web-chat demo page."""
+    """Load the bilingual demo catalogue into the marketing knowledge the first time only (a
+    few seconds of embedding), so the agent has products, prices, promotions and stores to
+    talk about; a later trial on the same folder keeps what the user changed or deleted.
+    Returns the address of the web-chat demo page."""
     from c360.knowledge import loaders, store  # the embedding model loads only when serving
 
-    store.upsert(runtime, loaders.demo_catalogue())
+    with runtime.pool.connection() as conn:
+        empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM knowledge.items)").fetchone()[0]
+    if empty:
+        store.upsert(runtime, loaders.demo_catalogue())
     return f"{url}/chat/demo?userId=cdnow-00001"
 
 
