@@ -14,7 +14,7 @@ from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 from c360.adapters.bus import ID_RESOLUTION, RAW_EVENTS, UPDATED_PROFILES
 from c360.adapters.lake_parquet import table_of
 from c360.appliance import dead_letters
-from c360.channels.delivery import DeliverySender
+from c360.channels.delivery import SEND_THREADS, DeliverySender
 from c360.governance.f0 import F0Scheduler
 from c360.notifications.scheduler import NotificationScheduler
 from c360.reports.schedules import ReportScheduler
@@ -78,7 +78,9 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
     dramatiq.set_broker(broker)
     from c360.stages import actors  # declared against the broker set above
 
-    runtime = Runtime(settings, pool_size=settings.worker_threads + 2)
+    # each outbox send holds a connection from before the send to the recorded outcome, so
+    # the sender's threads get their own share beside the actors'
+    runtime = Runtime(settings, pool_size=settings.worker_threads + 2 + SEND_THREADS)
     actors.bind(runtime)
     # pyarrow imports pandas for its first table, a second or more of CPU: pay it now rather
     # than in the first lake batch, while the other stages' events wait for the processor

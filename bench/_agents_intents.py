@@ -119,6 +119,7 @@ def compare(
             "test_out_of_scope": sum(intent in held_out for intent in truth),
             "test_texts_also_in_train": len({t for t in texts} & {t for t, _ in known}),
             "c360_calibration": [round(v, 4) for v in model.calibration],
+            "c360_wording_calibration": [round(v, 4) for v in model.spelling_calibration],
             "baseline_threshold": round(baseline.threshold, 4),
         },
     }

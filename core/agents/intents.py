@@ -6,10 +6,15 @@ How it decides (chosen by measurement, bench/agents.py): examples and messages a
 e5 queries (a symmetric task) with the direction that separates Vietnamese from English taken
 out, so a message in one language finds examples in the other. Each intent scores a blend of a
 logistic regression's probability and the similarity of the nearest example of that intent;
-the best score, mapped through a logistic curve fitted on held-out examples, is the
-confidence. The curve's midpoint is the threshold that best separates known intents from
-unseen ones on those examples, so a confidence of 0.5 is that threshold. Touches no database:
-only the embedder (c360.knowledge.embeddings) and core/agents/data/intents.json.
+the best is the message's intent. Its score, mapped through a logistic curve fitted on
+held-out examples, is the confidence; the curve's midpoint is the threshold that best
+separates known intents from unseen ones on those examples, so a confidence of 0.5 is that
+threshold. A second score reads the wording (a logistic regression over character n-grams,
+`_Lexicon`): where held-out examples show it adds right answers the meaning missed, its own
+curve may vouch for the intent too, and the confidence is the greater of the two. Text in
+another language than the examples shares little wording, so there the meaning decides alone.
+Touches no database: only the embedder (c360.knowledge.embeddings) and
+core/agents/data/intents.json.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ THRESHOLD_ROUNDS = 5
 #: nearest example's similarity: 0.1 scored best on the benchmark's validation rounds (training
 #: data only) among 0 to 0.5, products and class centroids.
 PROBABILITY_WEIGHT = 0.1
+#: Character n-gram lengths (within words) of the wording score: fixed, not tuned.
+SPELLING_NGRAMS = (2, 4)
+#: A wording midpoint no probability reaches: the wording score never vouches for a message.
+NEVER = 2.0
 #: Inverse L2 strength of the logistic regression (scikit-learn's C): weak, there are 384
 #: dense features and the similarity term already guards against far-off messages.
 REGULARISATION_C = 10.0
@@ -84,7 +93,7 @@ class IntentModel:
         self,
         embedder: Embedder,
         scorer: _Scorer,
-        calibration: tuple[float, float],
+        calibration: tuple[tuple[float, float], tuple[float, float]],
         threshold: float,
         descriptions: Mapping[str, str],
     ) -> None:
@@ -92,8 +101,9 @@ class IntentModel:
         self.threshold = threshold
         self.intents = list(scorer.intents)
         self.descriptions = {name: descriptions.get(name, "") for name in self.intents}
-        #: (midpoint, slope) of the curve from raw score to confidence
-        self.calibration = calibration
+        #: (midpoint, slope) of the curves from the raw meaning and spelling scores to
+        #: confidence; the spelling midpoint is NEVER when spelling vouches for nothing
+        self.calibration, self.spelling_calibration = calibration
         self._scorer = scorer
 
     @classmethod
@@ -117,7 +127,7 @@ class IntentModel:
 
         def fit_predict(known: Sequence[Example], queries: Sequence[str]):
             scorer = _Scorer.fit(known, vectors)
-            return scorer.best(np.stack([vectors[text] for text in queries]))
+            return scorer.best(np.stack([vectors[text] for text in queries]), queries)
 
         calibration = _calibrate(examples, fit_predict, seed, out_of_scope)
         scorer = _Scorer.fit(examples, vectors)
@@ -136,9 +146,8 @@ class IntentModel:
         if not texts:
             return []
         vectors = _language_neutral(self.embedder, self.embedder.queries(list(texts)))
-        best, raw = self._scorer.best(vectors)
-        midpoint, slope = self.calibration
-        confidence = _sigmoid(slope * (raw - midpoint))
+        best, raw = self._scorer.best(vectors, texts)
+        confidence = _confidence(raw, self.calibration, self.spelling_calibration)
         return [
             self._decide(text, guess, float(score), fallback)
             for text, guess, score in zip(texts, best, confidence, strict=True)
@@ -253,9 +262,9 @@ def validation_scores(
     if out_of_scope:
         best, score = fit_predict(fit_part, [text for text, _ in validation])
         in_scope = [
-            (float(v), g == i) for (_, i), g, v in zip(validation, best, score, strict=True)
+            (_value(v), g == i) for (_, i), g, v in zip(validation, best, score, strict=True)
         ]
-        return in_scope, [float(v) for v in fit_predict(fit_part, out_of_scope)[1]]
+        return in_scope, [_value(v) for v in fit_predict(fit_part, out_of_scope)[1]]
 
     intents = sorted({intent for _, intent in fit_part})
     if len(intents) < 3:
@@ -274,9 +283,9 @@ def validation_scores(
         best, score = fit_predict(known, [text for text, _ in validation])
         for (_, intent), guess, value in zip(validation, best, score, strict=True):
             if intent in left_out:
-                out_of_scope.append(float(value))
+                out_of_scope.append(_value(value))
             else:
-                in_scope.append((float(value), guess == intent))
+                in_scope.append((_value(value), guess == intent))
     return in_scope, out_of_scope
 
 
@@ -303,7 +312,8 @@ def best_threshold(in_scope: Sequence[tuple[float, bool]], out_of_scope: Sequenc
 
 
 class _Scorer:
-    """Logistic regression and nearest examples over language-neutral unit vectors."""
+    """Logistic regression and nearest examples over language-neutral unit vectors, and the
+    nearest example by spelling (character n-grams)."""
 
     def __init__(
         self,
@@ -312,11 +322,13 @@ class _Scorer:
         bias: np.ndarray,
         examples: np.ndarray,
         starts: np.ndarray,
+        lexicon: _Lexicon,
     ) -> None:
         self.intents = intents
         self._weights, self._bias = weights, bias
         #: example vectors sorted by intent; intent i's rows start at starts[i]
         self._examples, self._starts = examples, starts
+        self._lexicon = lexicon
 
     @classmethod
     def fit(cls, examples: Sequence[Example], vectors: Mapping[str, np.ndarray]) -> _Scorer:
@@ -327,20 +339,57 @@ class _Scorer:
         matrix = np.stack([vectors[text] for text, _ in ordered]).astype(np.float32)
         weights, bias = _logistic_regression(matrix, labels, len(intents))
         starts = np.searchsorted(labels, np.arange(len(intents)))
-        return cls(intents, weights, bias, matrix, starts)
+        lexicon = _Lexicon([text for text, _ in ordered], labels, len(intents))
+        return cls(intents, weights, bias, matrix, starts, lexicon)
 
-    def best(self, vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
-        """Each vector's best intent and its raw score (about 0.7 to 1)."""
-        scores = np.concatenate(
-            [self._scores(vectors[i : i + _BLOCK]) for i in range(0, len(vectors), _BLOCK)]
-        )
-        best = scores.argmax(axis=1)
-        return [self.intents[i] for i in best], scores[np.arange(len(best)), best]
+    def best(self, vectors: np.ndarray, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """Each message's best intent and its raw scores: (meaning, spelling) rows, the first
+        about 0.7 to 1, the second 0 to 1."""
+        parts = [
+            self._best(vectors[i : i + _BLOCK], texts[i : i + _BLOCK])
+            for i in range(0, len(vectors), _BLOCK)
+        ]
+        best = np.concatenate([label for label, _ in parts])
+        return [self.intents[i] for i in best], np.concatenate([raw for _, raw in parts])
 
-    def _scores(self, vectors: np.ndarray) -> np.ndarray:
+    def _best(self, vectors: np.ndarray, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        meaning = self._meaning(vectors)
+        spelling = self._lexicon.probabilities(texts)
+        best = meaning.argmax(axis=1)
+        rows = np.arange(len(best))
+        return best, np.stack([meaning[rows, best], spelling[rows, best]], axis=1)
+
+    def _meaning(self, vectors: np.ndarray) -> np.ndarray:
         nearest = np.maximum.reduceat(vectors @ self._examples.T, self._starts, axis=1)
         probability = _softmax(vectors @ self._weights + self._bias)
         return PROBABILITY_WEIGHT * probability + (1 - PROBABILITY_WEIGHT) * nearest
+
+
+class _Lexicon:
+    """A logistic regression over TF-IDF of character n-grams within words: per intent, the
+    probability that a message's wording is that intent's. Words the embeddings of a small
+    model blur (a store's name beside "phone") count here; text in another language than the
+    examples' shares few n-grams and gets no confident answer."""
+
+    def __init__(self, texts: Sequence[str], labels: np.ndarray, classes: int) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        self._vectorizer = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=SPELLING_NGRAMS, sublinear_tf=True
+        )
+        self._classes = classes
+        self._model = None
+        if classes > 1:
+            matrix = self._vectorizer.fit_transform(texts)
+            self._model = LogisticRegression(C=REGULARISATION_C, max_iter=2000)
+            self._model.fit(matrix, labels)
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        if self._model is None:
+            return np.ones((len(texts), self._classes), np.float32)
+        matrix = self._vectorizer.transform(texts)
+        return self._model.predict_proba(matrix).astype(np.float32)
 
 
 def _logistic_regression(
@@ -374,24 +423,76 @@ def _logistic_regression(
 
 def _calibrate(
     examples: Sequence[Example], fit_predict: FitPredict, seed: int, refuse: Sequence[str]
-) -> tuple[float, float]:
-    """(midpoint, slope) of the confidence curve: the midpoint is `best_threshold` on the
-    validation scores; the slope fits the curve to them (right answers 1, wrong ones and
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(midpoint, slope) of the confidence curves of the meaning and the spelling scores.
+
+    The meaning midpoint is `best_threshold` on the validation scores. The spelling midpoint
+    is then the one that best adds to it: a message passes when either score passes its
+    midpoint, and the pair is judged by the same objective (NEVER when adding nothing helps).
+    Each slope fits its curve to the validation scores (right answers 1, wrong ones and
     out-of-scope messages 0, each side weighted equally)."""
     if not refuse and len({intent for _, intent in examples}) < 3:
-        return DEFAULT_MIDPOINT, DEFAULT_SLOPE
+        return (DEFAULT_MIDPOINT, DEFAULT_SLOPE), (NEVER, DEFAULT_SLOPE)
     in_scope, out_of_scope = validation_scores(examples, fit_predict, seed, refuse)
-    midpoint = best_threshold(in_scope, out_of_scope)
-    scores = np.array([score for score, _ in in_scope] + list(out_of_scope))
+    scores = np.array([score for score, _ in in_scope] + list(out_of_scope)).reshape(-1, 2)
     good = np.array([ok for _, ok in in_scope] + [False] * len(out_of_scope))
+    inside = len(in_scope)
+    meaning = best_threshold(
+        [(score[0], ok) for score, ok in in_scope], [score[0] for score in out_of_scope]
+    )
+    spelling = _spelling_midpoint(scores, good, inside, meaning)
+    return (
+        (meaning, _slope(scores[:, 0], good, meaning)),
+        (spelling, _slope(scores[:, 1], good, spelling) if spelling < NEVER else DEFAULT_SLOPE),
+    )
+
+
+def _spelling_midpoint(scores: np.ndarray, good: np.ndarray, inside: int, meaning: float) -> float:
+    """The spelling threshold that, beside the meaning threshold, maximises the mean of
+    accuracy on the first `inside` rows and out-of-scope recall on the rest; the middle of
+    the best range, or NEVER when no threshold beats none."""
+    passed = scores[:, 0] >= meaning
+    outside = len(scores) - inside
+    candidates = np.concatenate([np.unique(scores[:, 1]), [NEVER]])
+
+    def objective(threshold: float) -> float:
+        accepted = passed | (scores[:, 1] >= threshold)
+        kept = (accepted & good).sum() / max(inside, 1)
+        caught = (~accepted[inside:]).sum() / max(outside, 1)
+        return float(kept + caught)
+
+    values = np.array([objective(value) for value in candidates])
+    best = values.max()
+    if values[-1] >= best:
+        return NEVER
+    first = int(np.argmax(values))
+    last = first
+    while last + 1 < len(candidates) and values[last + 1] == best:
+        last += 1
+    below = candidates[first - 1] if first > 0 else candidates[first]
+    return float(min((below + candidates[last]) / 2, 1.0))
+
+
+def _slope(scores: np.ndarray, good: np.ndarray, midpoint: float) -> float:
+    """The slope fitting a logistic curve at `midpoint` to `good` (1) and the rest (0)."""
     weight = np.where(good, 1 / max(good.sum(), 1), 1 / max((~good).sum(), 1))
 
     def loss(slope: float) -> float:
         p = np.clip(_sigmoid(slope * (scores - midpoint)), 1e-9, 1 - 1e-9)
         return float(-(weight * np.where(good, np.log(p), np.log(1 - p))).sum())
 
-    slope = minimize_scalar(loss, bounds=(1.0, MAX_SLOPE), method="bounded").x
-    return float(midpoint), float(slope)
+    return float(minimize_scalar(loss, bounds=(1.0, MAX_SLOPE), method="bounded").x)
+
+
+def _confidence(
+    raw: np.ndarray, meaning: tuple[float, float], spelling: tuple[float, float]
+) -> np.ndarray:
+    """Confidence from (meaning, spelling) raw score rows: the greater of the two curves'."""
+    (m_mid, m_slope), (s_mid, s_slope) = meaning, spelling
+    by_meaning = _sigmoid(m_slope * (raw[:, 0] - m_mid))
+    if s_mid >= NEVER:
+        return by_meaning
+    return np.maximum(by_meaning, _sigmoid(s_slope * (raw[:, 1] - s_mid)))
 
 
 # -- language --------------------------------------------------------------------------------
@@ -456,6 +557,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def _sigmoid(values: np.ndarray | float) -> Any:
     return 1.0 / (1.0 + np.exp(-np.clip(values, -60, 60)))
+
+
+def _value(score: Any) -> Any:
+    """A validation score as plain floats: one, or a tuple for a row of scores."""
+    return float(score) if np.ndim(score) == 0 else tuple(float(v) for v in score)
 
 
 def _text_key(text: str) -> str:

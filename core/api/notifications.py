@@ -65,7 +65,8 @@ async def list_rules(state: State) -> Response[bytes]:
 async def create_rule(request: Request, state: State, body: bytes) -> Response[bytes]:
     """Save a rule; 409 when its name is taken."""
     actor = _principal(request).actor
-    made = await _with_conn(state, service.create_rule, actor, _body(body))
+    channels = await _in_thread(service.configured_channels, state.runtime)
+    made = await _with_conn(state, service.create_rule, actor, _body(body), channels)
     return _json(made, status_code=201)
 
 
@@ -79,7 +80,9 @@ async def read_rule(state: State, rule_id: int) -> Response[bytes]:
 async def update_rule(request: Request, state: State, rule_id: int, body: bytes) -> Response[bytes]:
     """Change a rule's fields (enable, disable, re-target)."""
     actor = _principal(request).actor
-    return _json(await _with_conn(state, service.update_rule, actor, rule_id, _body(body)))
+    channels = await _in_thread(service.configured_channels, state.runtime)
+    changed = await _with_conn(state, service.update_rule, actor, rule_id, _body(body), channels)
+    return _json(changed)
 
 
 @delete("/v1/notifications/rules/{rule_id:int}", opt=WRITE)

@@ -412,12 +412,17 @@ def _hand_back(runtime: Runtime, row: dict[str, Any]) -> None:
 
 def _attempt(runtime: Runtime, row: dict[str, Any], moment: datetime) -> None:
     """Send one claimed row through its channel and record the outcome."""
-    if row["attempts"] > MAX_ATTEMPTS:  # the last allowed attempt never finished
-        result = SendResult(status="failed", error=row["last_error"] or "no attempt finished")
-    else:
-        channel = channels_for(runtime.settings).get(row["channel"])
-        result = _send(channel, row)
-    _finish(runtime, row, result, moment)
+    # The connection that records the outcome is taken before the send: waiting for one after
+    # the provider took the message (the pool busy with other sends) would widen the window in
+    # which a killed worker leaves a sent message unrecorded, to be sent again after its lease.
+    with runtime.pool.connection() as conn:
+        if row["attempts"] > MAX_ATTEMPTS:  # the last allowed attempt never finished
+            error = row["last_error"] or "no attempt finished"
+            result = SendResult(status="failed", error=error)
+        else:
+            channel = channels_for(runtime.settings).get(row["channel"])
+            result = _send(channel, row)
+        _finish(runtime, conn, row, result, moment)
 
 
 def _send(channel: Channel | None, row: dict[str, Any]) -> SendResult:
@@ -434,10 +439,16 @@ def _send(channel: Channel | None, row: dict[str, Any]) -> SendResult:
         return SendResult(status="retry", error=f"the {row['channel']} channel failed: {exc!r}")
 
 
-def _finish(runtime: Runtime, row: dict[str, Any], result: SendResult, moment: datetime) -> None:
+def _finish(
+    runtime: Runtime,
+    conn: psycopg.Connection,
+    row: dict[str, Any],
+    result: SendResult,
+    moment: datetime,
+) -> None:
     """Write an attempt's outcome, unless the row's lease went to another attempt meanwhile."""
     outcome, status, due, error = _outcome(row, result, moment)
-    with runtime.pool.connection() as conn, conn.transaction():
+    with conn.transaction():
         updated = conn.execute(
             "UPDATE channels.deliveries SET status = %s, next_attempt_at = %s,"
             " lease_until = NULL, provider_id = coalesce(%s, provider_id), last_error = %s,"

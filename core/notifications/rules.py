@@ -11,7 +11,7 @@ Triggers, each with its conditions (all optional):
   far; `attributes.<name>` for a value an operator defines) among `tiers` ({"silver": 100,
   "gold": 500}: lowest value of each) moved `direction` "up" (default), "down" or "any";
 - churn_risk_crossed: a number in the document (`field`, default `attributes.churn_risk`)
-  crossed `threshold` (0.5) upwards.
+  crossed `threshold` (required: a churn risk, from 0 to 1) upwards.
 A profile before its first event has no tier and no risk; the last value a rule saw is kept in
 notify.watch, changed in the transaction that plans the send.
 
@@ -47,7 +47,8 @@ DEFAULT_WITHIN_HOURS = 24
 DEFAULT_WAIT_MINUTES = 60
 DEFAULT_TIER_FIELD = "revenue"
 DEFAULT_RISK_FIELD = "attributes.churn_risk"
-#: The LTV report's own threshold (c360.analytics.ltv.CHURN_THRESHOLD) as the default.
+#: The LTV report's own threshold (c360.analytics.ltv.CHURN_THRESHOLD): rules stored before a
+#: threshold was required use it.
 DEFAULT_RISK_THRESHOLD = 0.5
 #: A send's delay may be at most a month: later than that, the moment has passed.
 MAX_DELAY_S = 31 * 86_400
@@ -175,8 +176,20 @@ def check_conditions(trigger: str | None, conditions: Any) -> dict[str, Any]:
             f"field must be a path in the profile such as revenue or "
             f"attributes.churn_risk; got {clean['field']!r}",
         )
-    if "threshold" in clean:
-        clean["threshold"] = _number(clean["threshold"], "threshold", -1e12, 1e12)
+    if trigger == "churn_risk_crossed":
+        # the churn risk is a probability (c360.analytics.ltv): a threshold outside 0-1 never
+        # fires or always does, and no default is assumed for what a customer is told
+        if "threshold" not in clean:
+            raise InputError(
+                "invalid_rule",
+                "churn_risk_crossed needs a threshold: a churn risk from 0 to 1, e.g. 0.5",
+            )
+        risk = clean["threshold"]
+        if not isinstance(risk, int | float) or isinstance(risk, bool) or not 0 <= risk <= 1:
+            raise InputError(
+                "invalid_rule",
+                f"threshold must be a churn risk from 0 to 1 (a probability); got {risk!r}",
+            )
     if "direction" in clean and clean["direction"] not in ("up", "down", "any"):
         raise InputError("invalid_rule", "direction must be up, down or any")
     if trigger == "ltv_tier_changed":

@@ -236,7 +236,8 @@ def _hand_over(
 ) -> _Outcome:
     try:
         message = message_for(runtime, conn, send, template, profile, rule_name)
-    except (TemplateError, ArithmeticError, TypeError, ValueError) as exc:
+    except (TemplateError, ArithmeticError, TypeError, ValueError, RecursionError) as exc:
+        # over the sandbox's limits (templates.TooBig) too: the send fails, the worker goes on
         log.warning("Template %r failed for send %r: %s", template["name"], send["send_id"], exc)
         return _suppressed(f"template_error: {exc}"[:300], address=send["address"])
     try:

@@ -7,7 +7,9 @@ enqueued there).
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from c360 import audit
 from c360.errors import InputError
-from c360.notifications import rules, scheduler, templates
+from c360.notifications import preferences, rules, scheduler, templates
 from c360.runtime import Runtime
 from c360.stages.f3_resolve import load_documents
 
@@ -25,6 +27,17 @@ from c360.stages.f3_resolve import load_documents
 MAX_PAGE = 500
 SEND_STATES = ("scheduled", "held", "enqueued", "suppressed")
 _SEND_FILTERS = ("state", "channel", "rule_id", "profile_id")
+#: What each column of a listed send means (the sends list answers it as `columns`).
+SEND_COLUMNS = {
+    "state": "what the scheduler decided: scheduled, held, enqueued (handed to the channel's"
+    " outbox) or suppressed (see reason)",
+    "delivery_status": "what the channel then did: pending, sending, sent, retry, failed,"
+    " bounced, delivered, read (null before the outbox has it)",
+    "outcome": "where the send ended: the delivery's status once there is one, else the state",
+}
+#: Address forms checked at a test send, where a channel's addresses have one.
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[^@\s<>(),;:\"]+\.[^@\s<>(),;:\".]{2,}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 class NotFound(InputError):
@@ -58,10 +71,14 @@ def get_rule(conn: psycopg.Connection, rule_id: int) -> dict[str, Any]:
     return row
 
 
-def create_rule(conn: psycopg.Connection, actor: str, spec: Any) -> dict[str, Any]:
-    """Check and store a new rule."""
+def create_rule(
+    conn: psycopg.Connection, actor: str, spec: Any, channels: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Check and store a new rule; `channels` (the configured ones), when given, must hold
+    the rule's channel."""
     clean = rules.check_rule(spec)
     values = {"conditions": {}, "delay_s": 0, "enabled": True, **clean}
+    _require_channel(values["channel"], channels)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         _require_template(cur, values["template"], values["channel"])
         try:
@@ -81,7 +98,13 @@ def create_rule(conn: psycopg.Connection, actor: str, spec: Any) -> dict[str, An
     return row
 
 
-def update_rule(conn: psycopg.Connection, actor: str, rule_id: int, spec: Any) -> dict[str, Any]:
+def update_rule(
+    conn: psycopg.Connection,
+    actor: str,
+    rule_id: int,
+    spec: Any,
+    channels: Collection[str] | None = None,
+) -> dict[str, Any]:
     """Change some of a rule's fields; the whole result is checked as a new rule would be."""
     if not isinstance(spec, dict) or not spec:
         raise InputError("invalid_rule", "send the rule fields to change as a JSON object")
@@ -91,6 +114,8 @@ def update_rule(conn: psycopg.Connection, actor: str, rule_id: int, spec: Any) -
         if "trigger" in spec and "conditions" not in spec:
             kept["conditions"] = {}  # another trigger's conditions mean nothing to this one
         clean = rules.check_rule({**kept, **spec})
+        if "channel" in spec:
+            _require_channel(clean["channel"], channels)
         _require_template(cur, clean["template"], clean["channel"])
         try:
             after = cur.execute(
@@ -189,11 +214,15 @@ def delete_template(conn: psycopg.Connection, actor: str, name: str) -> None:
 def test_send(runtime: Runtime, actor: str, spec: Any, enqueue: Any = None) -> dict[str, Any]:
     """Render a template for one address (with a profile's data when `profile_id` is given,
     else sample data) and hand it to the outbox at once. Policy does not apply: the operator
-    chose the address. Recorded as a send with trigger 'test'."""
+    chose the address, but an address that unsubscribed from test messages (the link in a
+    test message) is refused. Recorded as a send with trigger 'test'."""
     data = _test_spec(spec)
+    _require_channel(data["channel"], configured_channels(runtime))
+    _check_address(runtime, data["channel"], data["to"])
     now = datetime.now(UTC)
     with runtime.pool.connection() as conn, conn.transaction():
         profile = _profile(conn, data.get("profile_id"))
+        _require_subscribed(conn, data, profile)
         template = templates.current_template(
             conn, data["template"], data["channel"], data.get("language")
         )
@@ -246,7 +275,8 @@ def list_sends(conn: psycopg.Connection, filters: dict[str, Any], limit: int, of
             "SELECT s.send_id, s.rule_id, r.name AS rule, s.profile_id, s.trigger,"
             " s.trigger_key, s.channel, s.purpose, s.address, s.state, s.reason,"
             " s.scheduled_at, s.enqueued_at, s.opened_at, s.delivery_id, s.created_at,"
-            " d.status AS delivery_status, d.attempts AS delivery_attempts,"
+            " coalesce(d.status, s.state) AS outcome, d.status AS delivery_status,"
+            " d.attempts AS delivery_attempts,"
             " d.last_error AS delivery_error"
             " FROM notify.sends s LEFT JOIN notify.rules r USING (rule_id)"
             " LEFT JOIN channels.deliveries d ON d.delivery_id = s.delivery_id"
@@ -261,7 +291,7 @@ def list_sends(conn: psycopg.Connection, filters: dict[str, Any], limit: int, of
             f" WHERE {where} GROUP BY 1, 2, 3, 4",
             params,
         ).fetchall()
-    return {"sends": page, **summarise(counts)}
+    return {"sends": page, "columns": SEND_COLUMNS, **summarise(counts)}
 
 
 def summarise(counts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -351,6 +381,63 @@ def _profile(conn: psycopg.Connection, profile_id: str | None) -> dict[str, Any]
     if not docs:
         raise NotFound("unknown_profile", f"no profile has the id {profile_id}")
     return docs[0]
+
+
+def configured_channels(runtime: Runtime) -> list[str]:
+    """The names of the channels this c360 has configured."""
+    from c360.channels.registry import channels_for  # channels load only when asked
+
+    return sorted(channels_for(runtime.settings))
+
+
+def _require_channel(channel: str, channels: Collection[str] | None) -> None:
+    if channels is not None and channel not in channels:
+        raise InputError(
+            "unknown_channel",
+            f"no channel named {channel!r} is configured; configured: "
+            f"{', '.join(sorted(channels)) or 'none'}",
+        )
+
+
+def _check_address(runtime: Runtime, channel: str, address: str) -> None:
+    """Refuse an address the channel could never deliver to, where its form can be told."""
+    if channel == "email" and not _EMAIL.match(address):
+        raise InputError(
+            "invalid_address", f"{address[:80]!r} is not an e-mail address such as ops@example.com"
+        )
+    if channel == "sms" and not _E164.match(address):
+        raise InputError(
+            "invalid_address",
+            f"{address[:80]!r} is not a phone number in E.164 form, such as +84901234567",
+        )
+    if channel == "webchat":
+        from c360.plugins.channel_webchat import visitor_key  # only for web-chat sends
+
+        if not runtime.valkey.exists(visitor_key(address)):
+            raise InputError(
+                "invalid_address",
+                f"no web-chat conversation {address[:80]!r} is open (it ended, expired or "
+                "never existed): use the id (wc_...) of a conversation open now",
+            )
+
+
+def _require_subscribed(
+    conn: psycopg.Connection, data: dict[str, Any], profile: dict[str, Any] | None
+) -> None:
+    allowed = preferences.allows(
+        conn,
+        channel=data["channel"],
+        purpose="test",
+        profile_id=profile["profile_id"] if profile else None,
+        address=data["to"],
+    )
+    if not allowed:
+        raise Conflict(
+            "unsubscribed",
+            f"{data['to'][:80]!r} unsubscribed from messages by {data['channel']} (test ones "
+            "included): "
+            "nothing was sent; send the test to another address",
+        )
 
 
 def _require_template(cur: psycopg.Cursor, name: str, channel: str) -> None:

@@ -7,13 +7,17 @@ Reads and writes `notify.templates`; renders with jinja2.sandbox only.
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from jinja2 import ChainableUndefined, TemplateError, Undefined, UndefinedError, nodes
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2 import ChainableUndefined, TemplateError, Undefined, UndefinedError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment, SecurityError, safe_range
 from psycopg.rows import dict_row
 
 from c360.errors import InputError
@@ -22,6 +26,12 @@ from c360.errors import InputError
 MAX_SOURCE_CHARS = 20_000
 #: Longest rendered text sent; a longer one means a template loops where it should not.
 MAX_RENDERED_CHARS = 100_000
+#: Largest whole number a template may compute (in bits): a price or a count, never a number
+#: whose digits alone take seconds to work out.
+MAX_NUMBER_BITS = 4096
+#: Items all of one render's range() loops may go through: a template lists things, it does
+#: not compute.
+MAX_LOOP_ITEMS = 100_000
 
 FIELDS = ("subject", "body", "html")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -44,11 +54,42 @@ SAMPLE_CONTEXT: dict[str, Any] = {
     "unsubscribe_url": "https://c360.example.com/u/sample",
 }
 
-# the strict environments refuse at save; the lenient ones render missing facts as empty text
-_CHECK_TEXT = SandboxedEnvironment(undefined=Undefined, autoescape=False)
-_CHECK_HTML = SandboxedEnvironment(undefined=Undefined, autoescape=True)
-_TEXT = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
-_HTML = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=True)
+#: A width or precision this long in a format string ("%1000000000s", "{:>99999999}") pads
+#: text past MAX_RENDERED_CHARS.
+_HUGE_WIDTH = re.compile(r"\d{6,}")
+#: Characters left for the render in progress (and range() items), per thread and render.
+_BUDGET: contextvars.ContextVar[list[int]] = contextvars.ContextVar("template_budget")
+
+
+class TooBig(SecurityError):
+    """A template asked for more text, repetitions or digits than a notification needs."""
+
+
+class _Bounded(SandboxedEnvironment):
+    """The sandbox, with the operators and calls that build big values bounded: repeating
+    or joining text and lists, powers, products, %-formatting, padding methods and filters,
+    and range() (a budget per render). Jinja then also cannot fold them when compiling."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.filters = {name: _bounded_filter(name, fn) for name, fn in self.filters.items()}
+        self.globals["range"] = _bounded_range
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        target = getattr(__obj, "__wrapped__", __obj)
+        owner = getattr(target, "__self__", None)
+        if isinstance(owner, str | bytes | list | tuple):
+            if getattr(target, "__name__", "") in ("format", "format_map"):
+                _check_format(owner)
+            else:
+                _check_sizes(f"{getattr(target, '__name__', 'a method')}()", args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +160,20 @@ def check_source(source: str, field: str, *, html: bool = False) -> None:
         raise _refusal(field, getattr(exc, "lineno", None), str(exc)) from None
     for line, what in _private_access(tree):
         raise _refusal(field, line, f"{what} is not allowed: templates see only data")
+    unknown = sorted(meta.find_undeclared_variables(tree) - KNOWN_NAMES)
+    if unknown:
+        raise _refusal(
+            field,
+            _first_use(tree, unknown),
+            f"unknown variable {', '.join(unknown)}: a template sees "
+            f"{', '.join(sorted(SAMPLE_CONTEXT))} (e.g. profile.traits.name, trigger.name)",
+        )
     try:
-        env.from_string(source).render(SAMPLE_CONTEXT)
+        _render(env, source, SAMPLE_CONTEXT)
+    except RecursionError:
+        raise _refusal(
+            field, None, "the template calls itself (a macro or recursive loop) without end"
+        ) from None
     except SecurityError as exc:
         raise _refusal(field, _error_line(exc), str(exc)) from None
     except TemplateError as exc:
@@ -167,12 +220,101 @@ def list_templates(conn: psycopg.Connection, name: str | None = None) -> list[di
 
 
 def _render(env: SandboxedEnvironment, source: str | None, context: dict[str, Any]) -> str | None:
+    """Render, stopping as soon as the text passes MAX_RENDERED_CHARS (not after building it)."""
     if source is None:
         return None
-    out = env.from_string(source).render(context)
-    if len(out) > MAX_RENDERED_CHARS:
-        raise ValueError(f"the template rendered over {MAX_RENDERED_CHARS:,} characters")
-    return out
+    token = _BUDGET.set([MAX_LOOP_ITEMS])
+    try:
+        return "".join(_capped(env.from_string(source).generate(context)))
+    finally:
+        _BUDGET.reset(token)
+
+
+def _capped(pieces: Iterator[str]) -> Iterator[str]:
+    left = MAX_RENDERED_CHARS
+    for piece in pieces:
+        left -= len(piece)
+        if left < 0:
+            raise TooBig(f"the template renders over {MAX_RENDERED_CHARS:,} characters")
+        yield piece
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse an operation whose result would be too big, before Python builds it."""
+    sized = (str, bytes, list, tuple)
+    if operator == "*":
+        for seq, times in ((left, right), (right, left)):
+            if (
+                isinstance(seq, sized)
+                and isinstance(times, int)
+                and len(seq) * max(times, 0) > MAX_RENDERED_CHARS
+            ):
+                raise TooBig(
+                    f"repeating {type(seq).__name__} {times:,} times makes over "
+                    f"{MAX_RENDERED_CHARS:,} items"
+                )
+        if _whole(left) and _whole(right):
+            _check_bits(left.bit_length() + right.bit_length())
+    elif operator == "**" and _whole(left) and _whole(right) and abs(left) > 1 and right > 0:
+        _check_bits(right * math.log2(abs(left)))
+    elif operator == "+" and isinstance(left, sized) and isinstance(right, sized):
+        if len(left) + len(right) > MAX_RENDERED_CHARS:
+            raise TooBig(f"joining these makes over {MAX_RENDERED_CHARS:,} items")
+    elif operator == "%" and isinstance(left, str):
+        _check_format(left)
+
+
+def _check_bits(bits: float) -> None:
+    if bits > MAX_NUMBER_BITS:
+        raise TooBig(f"the number would have over {MAX_NUMBER_BITS:,} bits: far too big")
+
+
+def _check_format(pattern: str | bytes) -> None:
+    text = pattern.decode(errors="replace") if isinstance(pattern, bytes) else pattern
+    if _HUGE_WIDTH.search(text):
+        raise TooBig("a format width or precision of six digits or more pads text too far")
+
+
+def _check_sizes(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    for value in (*args, *kwargs.values()):
+        if _whole(value) and abs(value) > MAX_RENDERED_CHARS:
+            raise TooBig(f"{what} with {value:,} would build over {MAX_RENDERED_CHARS:,} items")
+
+
+def _bounded_filter(name: str, fn: Any) -> Any:
+    """A filter whose size arguments (a width, a count; not the value filtered) are bounded."""
+    skip = 2 if getattr(fn, "jinja_pass_arg", None) is not None else 1
+
+    @functools.wraps(fn)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _check_sizes(f"the filter {name}", args[skip:], kwargs)
+        if name == "format" and len(args) >= skip:
+            _check_format(str(args[skip - 1]))
+        return fn(*args, **kwargs)
+
+    return bounded
+
+
+def _bounded_range(*args: int) -> range:
+    """range(), counted against the render's budget of MAX_LOOP_ITEMS."""
+    found = safe_range(*args)
+    budget = _BUDGET.get(None)
+    if budget is not None:
+        budget[0] -= len(found)
+        if budget[0] < 0:
+            raise TooBig(f"range() loops over more than {MAX_LOOP_ITEMS:,} items in all")
+    return found
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _first_use(tree: nodes.Template, names: list[str]) -> int | None:
+    for node in tree.find_all(nodes.Name):
+        if node.name in names:
+            return node.lineno
+    return None
 
 
 def _private_access(tree: nodes.Template) -> list[tuple[int, str]]:
@@ -213,3 +355,13 @@ def _match(value: Any, pattern: re.Pattern[str], field: str, hint: str) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise InputError("invalid_template", f"{field} must be {hint}; got {value!r}")
     return value.lower() if field == "language" else value
+
+
+# (built last: they wrap the filters with the functions above)
+# the strict environments refuse at save; the lenient ones render missing facts as empty text
+_CHECK_TEXT = _Bounded(undefined=Undefined, autoescape=False)
+_CHECK_HTML = _Bounded(undefined=Undefined, autoescape=True)
+_TEXT = _Bounded(undefined=ChainableUndefined, autoescape=False)
+_HTML = _Bounded(undefined=ChainableUndefined, autoescape=True)
+#: What a template may name: the context's keys and the sandbox's own functions.
+KNOWN_NAMES = frozenset(SAMPLE_CONTEXT) | frozenset(_TEXT.globals)

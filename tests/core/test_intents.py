@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from c360.agents import intents
@@ -256,3 +257,23 @@ def test_builtin_model_is_fitted_once_per_process_and_threshold(monkeypatch):
     assert first is again and stricter is not first
     assert fits == [settings.intent_min_confidence, 0.8]
     assert stricter.threshold == 0.8
+
+
+def test_the_wording_threshold_adds_the_right_answers_meaning_missed_and_no_unseen_ones():
+    # rows (meaning, wording) and whether each is a right answer; the meaning cut is 0.9
+    rows = [(0.95, 0.2, True), (0.85, 0.9, True), (0.80, 0.7, True), (0.70, 0.1, False)]
+    outside = [(0.80, 0.5), (0.60, 0.3)]
+    scores = np.array([row[:2] for row in rows] + outside)
+    good = np.array([row[2] for row in rows] + [False] * len(outside))
+
+    midpoint = intents._spelling_midpoint(scores, good, len(rows), 0.9)
+
+    # any cut in (0.5, 0.7] adds the two right answers the meaning cut lost and no unseen one
+    assert midpoint == pytest.approx((0.5 + 0.7) / 2)
+
+
+def test_wording_that_adds_nothing_is_never_trusted():
+    scores = np.array([(0.95, 0.2), (0.85, 0.4), (0.80, 0.9)])
+    good = np.array([True, False, False])
+
+    assert intents._spelling_midpoint(scores, good, 2, 0.9) == intents.NEVER

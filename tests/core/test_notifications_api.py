@@ -130,6 +130,9 @@ def test_a_test_send_reaches_the_smtp_server_and_is_listed(api, smtp):
     assert listed["by_state"] == {"enqueued": 1}
     assert listed["deliveries"] == {"sent": 1}
     assert listed["sends"][0]["delivery_status"] == "sent"
+    # the send's own state stays what the scheduler decided; `outcome` is where it ended
+    assert (listed["sends"][0]["state"], listed["sends"][0]["outcome"]) == ("enqueued", "sent")
+    assert set(listed["columns"]) == {"state", "delivery_status", "outcome"}
 
 
 @pytest.mark.parametrize(
@@ -232,3 +235,94 @@ def test_metrics_count_sends_by_state_and_suppressions_by_reason(api, rt):
     assert 'c360_notify_sends{channel="email",state="enqueued"} 1.0' in text
     assert 'c360_notify_sends{channel="email",state="suppressed"} 1.0' in text
     assert 'c360_notify_suppressed_total{reason="no_consent"} 1.0' in text
+
+
+def test_a_rule_on_a_channel_not_configured_names_the_configured_ones(api):
+    writer = api.bearer(WRITER)
+    api.post(
+        "/v1/notifications/templates",
+        json={"name": "welcome", "channel": "email", "body": "Hi"},
+        headers=writer,
+    )
+    spec = {
+        "name": "r",
+        "trigger": "first_purchase",
+        "template": "welcome",
+        "channel": "pigeon",
+        "purpose": "marketing",
+    }
+    answer = api.post("/v1/notifications/rules", json=spec, headers=writer)
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "unknown_channel"
+    assert "no channel named 'pigeon' is configured; configured: " in answer.json()["message"]
+    assert "email" in answer.json()["message"].split("configured: ")[1]
+    made = api.post("/v1/notifications/rules", json={**spec, "channel": "email"}, headers=writer)
+    assert made.status_code == 201, made.text
+    moved = api.put(
+        f"/v1/notifications/rules/{made.json()['rule_id']}",
+        json={"channel": "pigeon"},
+        headers=writer,
+    )
+    assert moved.status_code == 400 and moved.json()["code"] == "unknown_channel"
+
+
+@pytest.mark.parametrize(
+    ("channel", "to", "code", "fragment"),
+    [
+        ("email", "not-an-address", "invalid_address", "is not an e-mail address"),
+        ("email", "two@at@example.com", "invalid_address", "is not an e-mail address"),
+        ("webchat", "cdnow-00001", "invalid_address", "no web-chat conversation 'cdnow-00001'"),
+        ("pigeon", "coop-7", "unknown_channel", "no channel named 'pigeon' is configured"),
+    ],
+)
+def test_a_test_send_to_an_address_its_channel_cannot_reach_is_refused_at_once(
+    api, channel, to, code, fragment
+):
+    writer = api.bearer(WRITER)
+    api.post(
+        "/v1/notifications/templates",
+        json={"name": "welcome", "channel": channel, "body": "Hi"},
+        headers=writer,
+    )
+    answer = api.post(
+        "/v1/notifications/test",
+        json={"template": "welcome", "channel": channel, "to": to},
+        headers=writer,
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == code and fragment in answer.json()["message"]
+    assert api.get("/v1/notifications/sends", headers=writer).json()["total"] == 0
+
+
+def test_an_address_that_unsubscribed_through_a_test_message_gets_no_more_tests(api, rt, smtp):
+    writer = api.bearer(WRITER)
+    api.post(
+        "/v1/notifications/templates",
+        json={"name": "welcome", "channel": "email", "body": "Hello"},
+        headers=writer,
+    )
+    test = {"template": "welcome", "channel": "email", "to": "ops@example.com"}
+    first = api.post("/v1/notifications/test", json=test, headers=writer)
+    assert first.status_code == 200, first.text
+    token = preferences.make_link_token(
+        rt.settings, preferences.UNSUBSCRIBE, first.json()["send_id"]
+    )
+    done = api.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert "no more test messages by email" in done.text
+
+    again = api.post(
+        "/v1/notifications/test", json={**test, "to": "OPS@example.com "}, headers=writer
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "unsubscribed"
+    assert "'OPS@example.com' unsubscribed from messages by email" in again.json()["message"]
+
+    from c360.channels import delivery
+
+    delivery.run_due(rt)
+    assert [m["To"] for m in smtp.messages] == ["ops@example.com"]
+    assert api.get("/v1/notifications/sends", headers=writer).json()["total"] == 1
+    other = api.post(
+        "/v1/notifications/test", json={**test, "to": "dev@example.com"}, headers=writer
+    )
+    assert other.status_code == 200, other.text

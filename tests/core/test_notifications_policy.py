@@ -266,3 +266,22 @@ def test_a_cart_left_for_an_hour_is_sent_unless_an_order_came_after(runtime, smt
     }
     assert [m["To"] for m in smtp.messages] == ["left@example.com"]
     rt.close()
+
+
+def test_a_template_over_the_limits_on_a_customers_data_fails_that_send_with_the_reason(
+    runtime, smtp
+):
+    rt = _engaged(runtime, smtp)
+    clock = Clock(datetime(2026, 5, 4, 3, 0, tzinfo=UTC))
+    # the sample data has no `reps`, so the save renders it empty; this customer's is huge
+    template(rt, body="Hi {{ 'ab' * (profile.traits.reps|int) }}", html=None)
+    rule(rt)
+    feed(rt, clock, _customer("u-1", clock.now, reps=10**9), order("u-1", "9", clock.now))
+    run_scheduler(rt, clock)
+    [send] = sends(rt)
+    assert send["state"] == "suppressed"
+    assert send["reason"] == (
+        "template_error: repeating str 1,000,000,000 times makes over 100,000 items"
+    )
+    assert smtp.messages == []
+    rt.close()

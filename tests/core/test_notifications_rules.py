@@ -109,8 +109,20 @@ def test_a_churn_risk_crossing_its_threshold_plans_one_send(runtime, clock):
             "two tiers start at the same value",
         ),
         (
-            {"trigger": "churn_risk_crossed", "conditions": {"field": "a..b"}},
+            {"trigger": "churn_risk_crossed", "conditions": {"field": "a..b", "threshold": 0.5}},
             "field must be a path in the profile",
+        ),
+        (
+            {"trigger": "churn_risk_crossed"},
+            "churn_risk_crossed needs a threshold: a churn risk from 0 to 1",
+        ),
+        (
+            {"trigger": "churn_risk_crossed", "conditions": {"threshold": 1.5}},
+            "threshold must be a churn risk from 0 to 1 (a probability); got 1.5",
+        ),
+        (
+            {"trigger": "churn_risk_crossed", "conditions": {"threshold": "high"}},
+            "threshold must be a churn risk from 0 to 1",
         ),
     ],
 )
