@@ -38,6 +38,9 @@ import websockets
 
 HOST = "127.0.0.1"
 WRITE_KEY = "bench-chat-write-key"
+#: The gateway's engage secret: the visitors' user ids are signed with it (userHash), as a
+#: shop's server signs its signed-in customer's, or the chat would be anonymous.
+ENGAGE_SECRET = "bench-chat-engage-secret"
 SOURCE = "bench-chat"
 
 #: Conversations at once: a handful of visitors typing at the same time on a small shop's site.
@@ -127,6 +130,7 @@ def _settings(folder: Path, dsn: str, valkey_url: str, port: int) -> Any:
             "postgres_dsn": dsn,
             "valkey_url": valkey_url,
             "write_keys": {WRITE_KEY: SOURCE},
+            "engage_secret": ENGAGE_SECRET,
             "host": HOST,
             "port": port,
             "gateway_processes": 1,
@@ -272,10 +276,19 @@ async def _visit(
     """One visitor's conversation on its own socket, a turn per text while the budget
     lasts; how many turns it took."""
     user_id, _name, language, _bought = customer
-    query = urlencode({"writeKey": WRITE_KEY, "userId": user_id, "lang": language})
+    query = urlencode(
+        {
+            "writeKey": WRITE_KEY,
+            "userId": user_id,
+            "userHash": _user_hash(user_id),
+            "lang": language,
+        }
+    )
     taken = 0
     async with websockets.connect(f"{url}?{query}", max_size=2**20) as socket:
-        await _frame(socket, "history")
+        history = await _frame(socket, "history")
+        if history.get("identity") != "verified":  # the agent would not know the customer
+            raise SystemExit(f"the chat did not verify {user_id}: {history.get('notice')}")
         # texts first: when they run out, zip stops before taking a turn from the budget
         for text, turn in zip(texts, budget, strict=False):
             took = await _turn(socket, text, f"m-{visit}-{turn}")
@@ -285,6 +298,13 @@ async def _visit(
             else:
                 latencies.append(took)
     return taken
+
+
+def _user_hash(user_id: str) -> str:
+    from c360.api.webchat import user_hash
+    from c360.settings import load_settings
+
+    return str(user_hash(load_settings({"engage_secret": ENGAGE_SECRET}, environ={}), user_id))
 
 
 async def _turn(socket: Any, text: str, client_id: str) -> float | None:

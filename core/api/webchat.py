@@ -4,10 +4,15 @@ demo page `/chat/demo` that embeds it.
 A site identifies itself with a source's write key (`writeKey`, checked like the gateway's)
 and the visitor with `userId` and/or `anonymousId`, as analytics.js does; `conversationId`
 resumes a conversation this visitor opened before (else a new one is made and named in the
-first frame). JSON frames:
+first frame). The write key is public, so a `userId` counts only with its `userHash`, the hex
+HMAC-SHA256 of the user id under this c360's engage secret (`user_hash`), which the site's
+server computes for its signed-in customer (Intercom's identity verification works the same
+way). Without a valid one the visitor is unverified: chatting as their anonymous id, the
+user id never reaching the agent, and the history frame says so. JSON frames:
 
     in:   {"type": "message", "text": "...", "client_id": "..."}
-    out:  {"type": "history", "conversation_id": "...", "messages": [message, ...]}
+    out:  {"type": "history", "conversation_id": "...", "messages": [message, ...],
+           "identity": "verified" | "anonymous" | "unverified"[, "notice": "..."]}
           {"type": "message", "id", "role", "text", "at"[, "client_id"]}
           {"type": "typing", "active": true | false}
           {"type": "error", "code", "message"}
@@ -24,9 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import re
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -42,11 +50,14 @@ from litestar import Request, Response, WebSocket, get, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 
+from c360.access import Principal
+from c360.api.auth import principal
 from c360.api.gateway import RequestKeys
 from c360.channels.base import WEBCHAT, InboundMessage
 from c360.errors import InputError
 from c360.events.identifiers import identifier_id
 from c360.governance.keyring import Keyring
+from c360.notifications.preferences import engage_secret
 from c360.plugins.channel_webchat import (
     CHANNEL_PATTERN,
     CONVERSATION_TTL_S,
@@ -62,6 +73,7 @@ from c360.plugins.channel_webchat import (
     visitor_key,
 )
 from c360.runtime import Runtime
+from c360.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +118,26 @@ DEMO_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-#: Close codes: refused (policy violation), and c360 cannot serve chats right now.
+#: Close codes: refused (policy violation), c360 cannot serve chats right now, c360's fault.
 CLOSE_REFUSED = 1008
 CLOSE_UNAVAILABLE = 1013
+CLOSE_INTERNAL = 1011
 
 #: What answers a customer's message: None for the inbox's default, the agent
 #: (c360.agents.service.converse); tests of the socket alone put a plain responder here.
 responder: Any = None
 
+#: The permission a signed-in user needs for the demo page to sign the userId it names: whoever
+#: may read profiles may read what the agent would tell that customer.
+DEMO_SIGNING_PERMISSION = "profiles:read"
+
+#: How a socket's visitor is known (the history frame's "identity").
+VERIFIED, ANONYMOUS, UNVERIFIED = "verified", "anonymous", "unverified"
+
 _FRAME_EXAMPLE = '{"type": "message", "text": "Hello", "client_id": "m-1"}'
+
+#: Query parameters of the socket whose text is checked for characters c360 cannot store.
+_TEXT_PARAMS = ("writeKey", "userId", "userHash", "anonymousId", "conversationId", "lang")
 
 
 @dataclass(frozen=True)
@@ -123,9 +146,10 @@ class Visitor:
 
     conversation_id: str
     source: str
-    user_id: str | None
+    user_id: str | None  # only when verified by its userHash
     anonymous_id: str | None
     language: str | None
+    identity: str = ANONYMOUS
 
 
 class Closed:
@@ -154,6 +178,10 @@ async def chat_socket(socket: WebSocket[Any, Any, Any], state: State) -> None:
         log.warning("Refused a web-chat socket: Valkey is out of reach: %s", exc)
         await _close(socket, _unavailable().frame, CLOSE_UNAVAILABLE)
         return
+    except Exception:  # a fault of c360's: logged, and the widget is told rather than cut off
+        log.exception("Could not open a web-chat socket.")
+        await _close(socket, _internal_error(), CLOSE_INTERNAL)
+        return
     try:
         await _serve(socket, state, visitor, queue)
     finally:
@@ -163,11 +191,29 @@ async def chat_socket(socket: WebSocket[Any, Any, Any], state: State) -> None:
 @get("/chat/demo", opt={"public": True}, include_in_schema=False)
 async def demo_page(request: Request[Any, Any, Any], state: State) -> Response[str]:
     """A page with nothing but the widget, for trying the agent: `?key=` a write key (else
-    the trial's own source's), `&userId=` to chat as a known customer, `&lang=vi`."""
+    the trial's own source's), `&userId=` to chat as a known customer, `&lang=vi`.
+
+    The page signs the userId (as a shop's server would) only for a signed-in user who may
+    read profiles: anyone else chats anonymously, or the page would hand any customer's
+    orders to whoever types their id into the address."""
     params = request.query_params
     key = params.get("key") or _demo_key(state.settings.write_keys)
-    body = _demo_html(key, params.get("userId"), params.get("lang"))
+    user_id = _visitor_id(_clean_param(params.get("userId")), "userId")
+    signed = None
+    if user_id is not None and _may_sign(principal(request)):
+        signed = await anyio.to_thread.run_sync(user_hash, state.settings, user_id)
+    body = _demo_html(key, user_id, signed, params.get("lang"))
     return Response(body, media_type="text/html", headers=DEMO_HEADERS)
+
+
+def user_hash(settings: Settings, user_id: str) -> str:
+    """What a site's server puts in the widget's data-user-hash for its signed-in customer:
+    hex HMAC-SHA256 of the user id (as the widget sends it) under the engage secret."""
+    return hmac.new(engage_secret(settings), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _may_sign(user: Principal | None) -> bool:
+    return user is not None and user.can(DEMO_SIGNING_PERMISSION)
 
 
 # -- opening a socket ---------------------------------------------------------------------
@@ -175,21 +221,45 @@ async def demo_page(request: Request[Any, Any, Any], state: State) -> Response[s
 
 async def _open(socket: WebSocket[Any, Any, Any], state: State) -> Visitor:
     """Check the write key and the visitor's ids; find or start the conversation."""
-    params = socket.query_params
-    source = await _source(state, params.get("writeKey"))
-    user_id = _visitor_id(params.get("userId"), "userId")
-    anonymous_id = _visitor_id(params.get("anonymousId"), "anonymousId")
+    params = {name: _clean_param(socket.query_params.get(name)) for name in _TEXT_PARAMS}
+    source = await _source(state, params["writeKey"])
+    user_id = _visitor_id(params["userId"], "userId")
+    anonymous_id = _visitor_id(params["anonymousId"], "anonymousId")
     if user_id is None and anonymous_id is None:
         raise InputError(
             "missing_visitor",
             "identify the visitor with userId and/or anonymousId in the socket's address, "
             "as analytics.js does",
         )
+    identity = ANONYMOUS
+    if user_id is not None:
+        verified = await anyio.to_thread.run_sync(
+            _verified, state.settings, params["userId"] or "", params["userHash"]
+        )
+        identity = VERIFIED if verified else UNVERIFIED
+    if identity == UNVERIFIED:
+        # anyone may claim a user id: without the site's signature it is not used at all
+        user_id = None
+        anonymous_id = anonymous_id or "anon-" + secrets.token_urlsafe(16)
     conversation_id = await _conversation(
-        state.valkey, params.get("conversationId"), source, user_id, anonymous_id
+        state.valkey, params["conversationId"], source, user_id, anonymous_id
     )
-    language = _language(params.get("lang"))
-    return Visitor(conversation_id, source, user_id, anonymous_id, language)
+    language = _language(params["lang"])
+    return Visitor(conversation_id, source, user_id, anonymous_id, language, identity)
+
+
+def _clean_param(value: str | None) -> str | None:
+    """A query parameter, refused when it holds text c360 cannot store."""
+    if value is not None:
+        _check_text(value, "a parameter of the socket's address")
+    return value
+
+
+def _verified(settings: Settings, user_id: str, sent: str | None) -> bool:
+    """Whether `sent` is the user id's hash (compared in constant time)."""
+    if not sent:
+        return False
+    return hmac.compare_digest(user_hash(settings, user_id), sent.strip().lower())
 
 
 async def _source(state: State, key: str | None) -> str:
@@ -290,14 +360,30 @@ async def _serve(
         log.warning("Could not read web-chat history: %s", exc)
         await _close(socket, _unavailable().frame, CLOSE_UNAVAILABLE)
         return
-    await _send(
-        socket, {"type": "history", "conversation_id": visitor.conversation_id, "messages": history}
-    )
+    await _send(socket, _history_frame(visitor, history))
     shown = stream_position(history[-1]["id"]) if history else (0, 0)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(_forward, socket, queue, shown, tasks.cancel_scope)
         await _read(socket, state, visitor, queue)
         tasks.cancel_scope.cancel()
+
+
+def _history_frame(visitor: Visitor, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first frame: the conversation, its last messages, and how the visitor is known."""
+    frame = {
+        "type": "history",
+        "conversation_id": visitor.conversation_id,
+        "messages": history,
+        "identity": visitor.identity,
+    }
+    if visitor.identity == UNVERIFIED:
+        frame["notice"] = (
+            "userId came without a valid userHash, so this chat is anonymous and the agent "
+            "uses nothing it knows about that customer: have your server compute userHash, "
+            "the hex HMAC-SHA256 of the userId under c360's engage secret, and pass it as "
+            "the widget's data-user-hash"
+        )
+    return frame
 
 
 async def _history(valkey: aioredis.Redis, conversation_id: str) -> list[dict[str, Any]]:
@@ -343,7 +429,11 @@ async def _read(
         except InputError as exc:
             _put(queue, {"type": "error", "code": exc.code, "message": exc.message})
             continue
-        await _customer_message(state, visitor, queue, text, client_id)
+        try:
+            await _customer_message(state, visitor, queue, text, client_id)
+        except Exception:  # a fault of c360's: logged, told, and the socket stays open
+            log.exception("Could not take a message of web-chat %r.", visitor.conversation_id)
+            _put(queue, _internal_error())
 
 
 def parse_frame(raw: str) -> tuple[str, str]:
@@ -352,10 +442,11 @@ def parse_frame(raw: str) -> tuple[str, str]:
         raise InputError("frame_too_large", f"a frame may be at most {MAX_FRAME_CHARS} characters")
     try:
         frame = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         frame = None
     if not isinstance(frame, dict):
         raise InputError("invalid_frame", f"send one JSON object per frame, e.g. {_FRAME_EXAMPLE}")
+    _check_frame_text(frame)
     if frame.get("type") != "message":
         raise InputError(
             "unknown_type", f'type {frame.get("type")!r} is not known: send type "message"'
@@ -374,6 +465,39 @@ def parse_frame(raw: str) -> tuple[str, str]:
             "(a resend with the same id is received once)",
         )
     return text.strip(), client_id
+
+
+def _check_frame_text(value: Any, where: str = "the frame") -> None:
+    """Refuse a frame holding text PostgreSQL cannot store, before anything is stored or
+    echoed: a message acknowledged and then lost would be worse than one refused."""
+    if isinstance(value, str):
+        _check_text(value, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, "a field name of the frame")
+            _check_frame_text(item, f"`{key}`")
+    elif isinstance(value, list):
+        for item in value:
+            _check_frame_text(item, where)
+
+
+def _check_text(text: str, where: str) -> None:
+    """InputError invalid_text when `text` holds NUL or a lone surrogate (half of a UTF-16
+    pair, as a string cut in the middle of an emoji has), which text cannot hold."""
+    if "\x00" in text:
+        raise InputError(
+            "invalid_text",
+            f"{where} holds a NUL character (\\u0000), which text cannot hold: remove it",
+        )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(
+                "invalid_text",
+                f"{where} holds half of a UTF-16 surrogate pair (a character cut in two, "
+                "\\ud800 to \\udfff alone): send whole characters",
+            ) from None
 
 
 def _check_rate(recent: deque[float]) -> None:
@@ -489,6 +613,14 @@ async def _close(
         pass  # already gone
 
 
+def _internal_error() -> dict[str, Any]:
+    return {
+        "type": "error",
+        "code": "internal_error",
+        "message": "c360 could not handle this: it is logged; try again in a moment",
+    }
+
+
 def _unavailable() -> Closed:
     return Closed("unavailable", "chat is unavailable for a moment: the widget reconnects")
 
@@ -592,18 +724,40 @@ def _drain(queue: asyncio.Queue[Any]) -> None:
 # -- the demo page ----------------------------------------------------------------------------
 
 
+def _demo_identity(user_id: str | None, signed: str | None) -> str:
+    """The line saying as whom the visitor chats, and why."""
+    if user_id is None:
+        return "You chat as an anonymous visitor."
+    if signed is None:
+        return (
+            f"You chat as an anonymous visitor, not as {escape(user_id)}: this page signs a "
+            "customer's id only for someone signed in to c360 who may read profiles "
+            '(<a href="/login">sign in</a>), as a shop signs the id of its own signed-in '
+            "customer."
+        )
+    return f"You chat as customer <strong>{escape(user_id)}</strong>, signed by this c360."
+
+
 def _demo_key(write_keys: dict[str, str]) -> str | None:
     return next((key for key, source in write_keys.items() if source == DEMO_SOURCE), None)
 
 
-def _demo_html(key: str | None, user_id: str | None, lang: str | None) -> str:
-    """The page: a heading, a line saying what to try, and the widget's script tag."""
+def _demo_html(key: str | None, user_id: str | None, signed: str | None, lang: str | None) -> str:
+    """The page: a heading, lines saying what to try and as whom, and the widget's script."""
     if not key:
         note = "Add <code>?key=</code> and a source's write key to this page's address."
         script = ""
     else:
         note = "Ask about products, prices or your orders; ask for a person to reach an operator."
-        attributes = {"data-write-key": key, "data-user-id": user_id, "data-lang": lang}
+        note += " " + _demo_identity(user_id, signed)
+        if signed is None:
+            user_id = None  # an unsigned id would only be refused by the socket
+        attributes = {
+            "data-write-key": key,
+            "data-user-id": user_id,
+            "data-user-hash": signed,
+            "data-lang": lang,
+        }
         shown = "".join(
             f' {name}="{escape(value, quote=True)}"' for name, value in attributes.items() if value
         )

@@ -6,6 +6,10 @@ operator's page, the operator takes the conversation and answers, the answer app
 widget, and after a dropped connection (the widget reconnects by itself) and a reload the whole
 conversation is shown again. The widget fits a 360 px wide phone.
 
+The demo page signs a customer's user id (userHash) only for someone signed in to c360 who may
+read profiles, so each customer's browser signs in as the analyst first; a visitor who is not
+signed in and names Lan's user id chats anonymously and learns nothing about her.
+
 Expected names, orders and catalogue items come from the events and the catalogue file this
 test sends, never from the code under test. The agent answers from templates (no LLM).
 """
@@ -152,8 +156,12 @@ def profile_id(trial: Trial, customer: Customer) -> str:
 # -- the widget -----------------------------------------------------------------------------
 
 
-def open_chat(page: Page, trial: Trial, customer: Customer) -> None:
-    """The demo page as the customer (signed in on the shop's site), the widget opened."""
+def open_chat(page: Page, trial: Trial, customer: Customer, signed_in: bool = True) -> None:
+    """The demo page as the customer, the widget opened. The page signs the user id, as the
+    shop's server would for its signed-in customer, only for a c360 user who may read
+    profiles: the analyst signs in first, unless `signed_in` is false."""
+    if signed_in:
+        sign_in(page, trial, "analyst")
     page.goto(f"{trial.url}/chat/demo?userId={customer.user_id}")
     page.get_by_role("button", name="Chat with us").click()
     expect(page.get_by_label("Your message")).to_be_focused()
@@ -213,6 +221,23 @@ def test_an_english_customer_is_answered_in_english_by_name_about_her_order(
     assert EMMA.given_name in greeting and not VIETNAMESE.search(greeting), greeting
     assert EMMA.order_id in order or EMMA.product in order, order
     assert not VIETNAMESE.search(order), order
+
+
+def test_a_visitor_who_only_names_a_customer_learns_nothing_about_her(
+    browser: Browser, trial: Trial, customers: dict[str, str]
+) -> None:
+    """The write key is public: naming Lan's user id in the demo page's address without
+    signing in gives an anonymous chat, not her name or her order."""
+    stranger = browser.new_context(viewport={"width": 360, "height": 740})
+    page = stranger.new_page()
+    open_chat(page, trial, LAN, signed_in=False)
+    expect(page.locator("main")).to_contain_text(f"anonymous visitor, not as {LAN.user_id}")
+    greeting = say(page, "Xin chào", timeout=FIRST_REPLY_MS)
+    order = say(page, "Đơn hàng gần nhất của tôi thế nào?")
+    stranger.close()
+
+    for reply in (greeting, order):  # (her product is in the public catalogue: not checked)
+        assert LAN.given_name not in reply and LAN.order_id not in reply, reply
 
 
 def test_an_escalation_is_answered_by_an_operator_and_a_reconnect_shows_it_all(

@@ -3,7 +3,13 @@
    Embed with one tag (the stylesheet beside it is loaded by the script):
 
      <script src="https://c360.example.com/static/chat-widget.js" defer
-             data-write-key="SOURCE_WRITE_KEY" data-user-id="OPTIONAL_USER_ID"></script>
+             data-write-key="SOURCE_WRITE_KEY" data-user-id="OPTIONAL_USER_ID"
+             data-user-hash="HEX_HMAC_SHA256_OF_THE_USER_ID"></script>
+
+   The write key is public, so c360 believes data-user-id only with data-user-hash: the hex
+   HMAC-SHA256 of the user id under c360's engage secret, computed by the site's server for
+   its signed-in customer (c360.api.webchat.user_hash). Without it the chat is anonymous and
+   the reason is written to the browser's console.
 
    Optional attributes: data-endpoint (the socket's wss:// address; default: the script's
    host), data-anonymous-id (default: analytics.js's id in localStorage, else one made here),
@@ -67,6 +73,7 @@
     return {
       writeKey: data.writeKey || "",
       userId: data.userId || "",
+      userHash: data.userHash || "",
       anonymousId: data.anonymousId || anonymousId(),
       lang: data.lang || "",
       title: data.title || "Chat with us",
@@ -113,6 +120,9 @@
     params.set("writeKey", config.writeKey);
     if (config.userId) {
       params.set("userId", config.userId);
+      if (config.userHash) {
+        params.set("userHash", config.userHash);
+      }
     }
     params.set("anonymousId", config.anonymousId);
     if (config.lang) {
@@ -198,6 +208,9 @@
 
   function showHistory(frame) {
     state.attempts = 0;
+    if (frame.identity === "unverified" && frame.notice) {
+      warn(frame.notice); // for the site's developer: why the customer is not recognised
+    }
     write(storageKey, frame.conversation_id);
     setStatus("");
     showError("");
