@@ -436,7 +436,27 @@ def _f0(settings: Settings, args: argparse.Namespace) -> int:
 
 def _knowledge(settings: Settings, args: argparse.Namespace) -> int:
     """Load a file into the knowledge store, search it, or embed it again after a model
-    change; works beside a running appliance on the same folder."""
+    change; works beside a running appliance on the same folder. A refused file or query is
+    one line and exit status 2; a database failure one line and status 1, never a traceback."""
+    import psycopg
+
+    from c360.errors import InputError
+
+    try:
+        return _knowledge_action(settings, args)
+    except InputError as exc:
+        raise UsageError(exc.message) from exc
+    except psycopg.DataError as exc:  # a value the checks let through: say so, in one line
+        raise UsageError(f"the database refused a value: {_first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise C360Error(f"the database failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _knowledge_action(settings: Settings, args: argparse.Namespace) -> int:
     import dataclasses
 
     import psycopg
@@ -468,11 +488,16 @@ def _knowledge(settings: Settings, args: argparse.Namespace) -> int:
                     runtime, args.text, types=args.types, region=args.region, k=args.k,
                     mode=args.mode,
                 )  # fmt: skip
-                result = {"hits": [dataclasses.asdict(hit) for hit in hits]}
+                # named as the API names them: `id`, not the dataclass's item_id
+                result = {"hits": [_knowledge_hit(dataclasses.asdict(hit)) for hit in hits]}
         finally:
             runtime.close()
     print(_JSON.encode(result).decode())
     return EXIT_OK
+
+
+def _knowledge_hit(hit: dict[str, Any]) -> dict[str, Any]:
+    return {"id": hit.pop("item_id"), **hit}
 
 
 def _embedding_progress(done: int, total: int) -> None:

@@ -9,7 +9,10 @@ a 200 means the items are searchable.
     GET    /v1/knowledge/search?q=&type=&region=&mode=&k=&at=&in_stock=           knowledge:read
 
 An item is {"id", "type", "title", "body"?, "language"?, "attributes"?}; errors are 400s that
-name the item's position (`items[2]`) or the file's line, and the field.
+name the item's position (`items[2]`) or the file's line, and the field. A request holds at
+most MAX_ITEMS items and a file at most MAX_UPLOAD_BYTES (413 otherwise, saying to split it or
+to use `c360 knowledge load`), checked before anything is embedded: a request answers only
+once its items are embedded, so a bigger one would leave the client waiting for minutes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import anyio
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, RawBody
 
@@ -33,10 +37,35 @@ from c360.knowledge import loaders, search, store
 
 #: Items per POST: a request embeds its new text before answering (~100 texts/s on 2 cores).
 MAX_ITEMS = 1_000
+#: Bytes per POST: 1,000 items with long bodies fit; the app's limit is for events.
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+_SPLIT = "split it into files of at most 1,000 items, or load it with `c360 knowledge load`"
 _SEARCH_PARAMETERS = ("q", "type", "region", "mode", "k", "at", "in_stock")
 
 
-@post("/v1/knowledge/items", status_code=200, opt={"permission": "knowledge:write"})
+class TooManyItems(InputError):
+    """A request over MAX_ITEMS items or MAX_UPLOAD_BYTES bytes."""
+
+    status_code = 413
+
+
+def _upload_too_large(request: Request, exc: RequestEntityTooLarge) -> Response[bytes]:
+    """Litestar's 413 for a body over MAX_UPLOAD_BYTES, in the words of a knowledge load
+    (the app's own answer is about events)."""
+    error = {
+        "code": "upload_too_large",
+        "message": f"the upload is over {MAX_UPLOAD_BYTES:,} bytes; {_SPLIT}",
+    }
+    return _json(error, status_code=413)
+
+
+_UPLOAD = {
+    "request_max_body_size": MAX_UPLOAD_BYTES,
+    "exception_handlers": {RequestEntityTooLarge: _upload_too_large},
+}
+
+
+@post("/v1/knowledge/items", status_code=200, opt={"permission": "knowledge:write"}, **_UPLOAD)
 async def put_items(state: State, body: RawBody) -> Response[bytes]:
     """Insert or update items by id; answers what changed and how many texts were embedded."""
     items = _items(body)
@@ -44,7 +73,7 @@ async def put_items(state: State, body: RawBody) -> Response[bytes]:
     return _json(asdict(counts))
 
 
-@post("/v1/knowledge/files", status_code=200, opt={"permission": "knowledge:write"})
+@post("/v1/knowledge/files", status_code=200, opt={"permission": "knowledge:write"}, **_UPLOAD)
 async def load_file(request: Request, state: State, body: RawBody) -> Response[bytes]:
     """Load a CSV (Content-Type text/csv) or JSON / JSON Lines file sent as the body."""
     params = request.query_params
@@ -53,7 +82,8 @@ async def load_file(request: Request, state: State, body: RawBody) -> Response[b
         raise InputError("unknown_parameter", f"unknown parameter {unknown[0]}; use type, name")
     name = params.get("name") or "upload"
     kind = _kind(request.headers.get("content-type", ""), name)
-    items = loaders.parse(body, name, params.get("type") or None, kind)
+    items = loaders.parse(body, name, params.get("type") or None, kind, type_option="?type=")
+    _cap(len(items), "the file")
     counts = await _in_thread(store.upsert, state.runtime, items)
     return _json(asdict(counts) | {"items": len(items)})
 
@@ -63,7 +93,7 @@ async def read_item(state: State, item_id: FromPath[str]) -> Response[bytes]:
     """One item as stored now."""
     hit = await _in_thread(search.get, state.runtime, item_id)
     if hit is None:
-        raise NotFoundException(f"no knowledge item {item_id!r}")
+        raise NotFoundException(f"no knowledge item {item_id}")
     return _json(_item(hit))
 
 
@@ -71,7 +101,7 @@ async def read_item(state: State, item_id: FromPath[str]) -> Response[bytes]:
 async def delete_item(state: State, item_id: FromPath[str]) -> None:
     """Remove an item; it is never found again."""
     if not await _in_thread(store.delete, state.runtime, [item_id]):
-        raise NotFoundException(f"no knowledge item {item_id!r}")
+        raise NotFoundException(f"no knowledge item {item_id}")
 
 
 @get("/v1/knowledge/search", opt={"permission": "knowledge:read"})
@@ -93,13 +123,24 @@ def _items(body: bytes) -> list[store.Item]:
         data = decode_any(body or b"null")
     except ValueError:
         raise InputError("invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, list) or not data:
+    if not isinstance(data, list):
         raise InputError("invalid_body", "send a JSON array of items: [{id, type, title}, ...]")
-    if len(data) > MAX_ITEMS:
-        raise InputError(
-            "too_many_items", f"{len(data)} items; send at most {MAX_ITEMS} per request"
-        )
-    return [store.item_from_dict(raw, f"items[{index}]") for index, raw in enumerate(data)]
+    if not data:
+        raise InputError("empty_body", "the body has no items; send at least one")
+    _cap(len(data), "the body")
+    placed = [(f"items[{index}]", store.item_from_dict(raw, f"items[{index}]")) for index, raw
+              in enumerate(data)]  # fmt: skip
+    store.refuse_duplicates(placed)
+    return [item for _, item in placed]
+
+
+def _cap(count: int, what: str) -> None:
+    """Refuse more than MAX_ITEMS items before any is embedded."""
+    if count > MAX_ITEMS:
+        raise TooManyItems(
+            "too_many_items", f"{what} has {count:,} items; the most per request is "
+            f"{MAX_ITEMS:,}: {_SPLIT}"
+        )  # fmt: skip
 
 
 def _search_arguments(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,9 +165,11 @@ def _search_arguments(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _whole(value: str, name: str) -> int:
-    if not value.strip().isdigit():
-        raise InputError("invalid_query", f"{name}: {value!r} must be a whole number")
-    return int(value)
+    """k: a whole number from 1 to search.MAX_K ('-1' is in range's terms, not a format's)."""
+    text = value.strip()
+    if not text.lstrip("-").isdigit() or not 1 <= int(text) <= search.MAX_K:
+        raise InputError("invalid_query", f"{name} must be between 1 and {search.MAX_K}")
+    return int(text)
 
 
 def _moment(value: str) -> datetime:
@@ -134,13 +177,13 @@ def _moment(value: str) -> datetime:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InputError(
-            "invalid_query", f"at: {value!r} is not an ISO 8601 time such as 2026-12-31T18:00Z"
+            "invalid_query", f"at: {value} is not an ISO 8601 time such as 2026-12-31T18:00Z"
         ) from None
 
 
 def _flag(value: str, name: str) -> bool:
     if value.lower() not in ("true", "false", "1", "0"):
-        raise InputError("invalid_query", f"{name}: {value!r} must be true or false")
+        raise InputError("invalid_query", f"{name}: {value} must be true or false")
     return value.lower() in ("true", "1")
 
 

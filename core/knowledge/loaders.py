@@ -4,7 +4,8 @@ CSV: a header row with `id` and `title` (and `type`, unless the caller gives one
 `body` and `language`; every other column is an attribute (`price`, `stock`, `valid_from`,
 `related` as `a|b`, ...). JSON: an array of objects with id, type, title, body, language and
 attributes; JSON Lines (one object a line) also works. Every error names the file, the line
-and the field, so an operator can fix the file and load it again. Touches no database.
+and the field, so an operator can fix the file and load it again; a file with no items, or
+with two items of one id, is refused whole. Touches no database.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from c360.errors import InputError
 from c360.events.model import decode_any
-from c360.knowledge.store import ITEM_TYPES, Item, item_from_dict
+from c360.knowledge.store import ITEM_TYPES, Item, item_from_dict, refuse_duplicates
 
 #: Columns of a CSV row that are item fields; the rest are attributes.
 _ITEM_COLUMNS = ("id", "type", "title", "body", "language")
@@ -28,12 +29,13 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
 def load_file(path: Path, item_type: str | None = None) -> list[Item]:
-    """Items of a .csv, .json or .jsonl file; `item_type` for rows that have no type."""
+    """Items of a .csv, .json or .jsonl file; `item_type` (the CLI's --type) for rows that
+    have no type."""
     if not path.is_file():
         raise InputError("invalid_file", f"{path}: no such file")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise InputError("invalid_file", f"{path}: over {MAX_FILE_BYTES:,} bytes; split it")
-    return parse(path.read_bytes(), path.name, item_type)
+    return parse(path.read_bytes(), path.name, item_type, type_option="--type")
 
 
 def demo_catalogue() -> list[Item]:
@@ -44,12 +46,20 @@ def demo_catalogue() -> list[Item]:
 
 
 def parse(
-    data: bytes, name: str, item_type: str | None = None, kind: str | None = None
+    data: bytes,
+    name: str,
+    item_type: str | None = None,
+    kind: str | None = None,
+    type_option: str = "the item_type argument",
 ) -> list[Item]:
-    """Items from file bytes; `kind` is 'csv' or 'json' (else told by the name's suffix)."""
+    """Items from file bytes; `kind` is 'csv' or 'json' (else told by the name's suffix).
+    `type_option` is how the caller's user gives `item_type` ("--type", "?type="), for
+    messages that tell them to."""
     if item_type is not None and item_type not in ITEM_TYPES:
         raise InputError(
-            "invalid_file", f"type {item_type!r} is not one of {', '.join(ITEM_TYPES)}"
+            "invalid_file",
+            f"{item_type} (given with {type_option}) is not a type; use one of "
+            f"{', '.join(ITEM_TYPES)}",
         )
     try:
         text = data.decode("utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
@@ -59,14 +69,31 @@ def parse(
         ) from None
     kind = kind or _kind(name)
     if kind == "csv":
-        return parse_csv(text, name, item_type)
-    if kind == "json":
-        return parse_json(text, name, item_type)
-    raise InputError("invalid_file", f"{name}: send a .csv, .json or .jsonl file")
+        placed = _csv_items(text, name, item_type, type_option)
+    elif kind == "json":
+        placed = _json_items(text, name, item_type)
+    else:
+        raise InputError("invalid_file", f"{name}: send a .csv, .json or .jsonl file")
+    if not placed:
+        raise InputError("empty_file", f"{name}: the file has no items; add at least one")
+    refuse_duplicates(placed)
+    return [item for _, item in placed]
 
 
 def parse_csv(text: str, name: str, item_type: str | None = None) -> list[Item]:
     """Items of CSV text; line numbers count the header as line 1."""
+    return [item for _, item in _csv_items(text, name, item_type)]
+
+
+def parse_json(text: str, name: str, item_type: str | None = None) -> list[Item]:
+    """Items of a JSON array or of JSON Lines; errors give each object's starting line."""
+    return [item for _, item in _json_items(text, name, item_type)]
+
+
+def _csv_items(
+    text: str, name: str, item_type: str | None, type_option: str = "the item_type argument"
+) -> list[tuple[str, Item]]:
+    """(where, item) of each CSV row."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     missing = [c for c in ("id", "title") if c not in header]
@@ -76,30 +103,29 @@ def parse_csv(text: str, name: str, item_type: str | None = None) -> list[Item]:
         raise InputError(
             "invalid_file",
             f"{name}, line 1: missing column {', '.join(missing)} (the header has "
-            f"{', '.join(header) or 'nothing'}); give a type with --type when every row has one",
+            f"{', '.join(header) or 'nothing'}); add a type column, or give the type of "
+            f"every row with {type_option}",
         )
     items = []
     for row in reader:
         where = f"{name}, line {reader.line_num}"
         if None in row:
             raise InputError("invalid_file", f"{where}: more cells than the header has columns")
-        items.append(_item(_csv_object(row), where, item_type))
+        items.append((where, _item(_csv_object(row), where, item_type)))
     return items
 
 
-def parse_json(text: str, name: str, item_type: str | None = None) -> list[Item]:
-    """Items of a JSON array or of JSON Lines; errors give each object's starting line."""
-    stripped = text.lstrip()
-    if not stripped.startswith("["):
-        return [
-            _item(_decode(line, name, number), f"{name}, line {number}", item_type)
+def _json_items(text: str, name: str, item_type: str | None) -> list[tuple[str, Item]]:
+    """(where, item) of each element of a JSON array, or of each line of JSON Lines."""
+    if not text.lstrip().startswith("["):
+        placed = [
+            (f"{name}, line {number}", _decode(line, name, number))
             for number, line in enumerate(text.splitlines(), start=1)
             if line.strip()
         ]
-    return [
-        _item(value, f"{name}, line {line}", item_type)
-        for line, value in _array_elements(text, name)
-    ]
+    else:
+        placed = [(f"{name}, line {line}", value) for line, value in _array_elements(text, name)]
+    return [(where, _item(value, where, item_type)) for where, value in placed]
 
 
 def _item(raw: Any, where: str, item_type: str | None) -> Item:
@@ -108,7 +134,7 @@ def _item(raw: Any, where: str, item_type: str | None) -> Item:
         if given not in (None, "", item_type):
             raise InputError(
                 "invalid_item",
-                f"{where}: field 'type' is {given!r} but the load is for {item_type!r} items",
+                f"{where}: field 'type' is {given} but the load is for {item_type} items",
             )
         raw = {**raw, "type": item_type}
     return item_from_dict(raw, where)

@@ -249,13 +249,13 @@ def _check(text: str, types: Sequence[str] | None, k: int, mode: str) -> None:
     if not isinstance(text, str) or not text.strip():
         raise InputError("invalid_query", "q: give the text to search for")
     if mode not in MODES:
-        raise InputError("invalid_query", f"mode: {mode!r} is not one of {', '.join(MODES)}")
+        raise InputError("invalid_query", f"mode: {mode} is not one of {', '.join(MODES)}")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise InputError("invalid_query", f"k: {k!r} must be a whole number from 1 to {MAX_K}")
+        raise InputError("invalid_query", f"k must be between 1 and {MAX_K}")
     unknown = sorted(set(types or ()) - set(ITEM_TYPES))
     if unknown:
         raise InputError(
-            "invalid_query", f"type: {unknown[0]!r} is not one of {', '.join(ITEM_TYPES)}"
+            "invalid_query", f"type: {unknown[0]} is not one of {', '.join(ITEM_TYPES)}"
         )
 
 

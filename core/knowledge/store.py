@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,27 @@ _STRING_ATTRIBUTES = ("currency", "code", "category", "sku", "brand", "unit", "h
 _MAX_TITLE = 500
 _MAX_BODY = 20_000
 _ID = re.compile(r"^[\w.:/@+-]{1,200}$")
+
+#: Prices, amounts and stock stay below this (a trillion: far above any VND price) and
+#: amounts carry at most _MAX_DECIMALS decimals: 1e309 once went in as a 310-digit number
+#: and broke the agent that quoted it.
+MAX_AMOUNT = Decimal(10) ** 12
+_MAX_DECIMALS = 4
+#: ISO 639-1 language codes; an item's language is one of them, optionally with a region
+#: ("vi", "en-US").
+_ISO_639_1 = """
+    aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu cv
+    cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr
+    ht hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw
+    ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv
+    ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr
+    ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi
+    yo za zh zu"""
+LANGUAGES = frozenset(_ISO_639_1.split())
+_LANGUAGE = re.compile(r"^([a-zA-Z]{2})(?:[-_]([a-zA-Z]{2}|\d{3}))?$")
+#: Opening hours: one or more ranges like 06:30-22:00, then any words ("every day").
+_HOURS_RANGE = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
+_CLOCK = re.compile(r"\d+:\d+")
 
 
 class ModelMismatch(InputError):
@@ -102,17 +124,31 @@ def item_from_dict(raw: Mapping[str, Any], where: str = "item") -> Item:
         )
     item_id = _text(raw, "id", where, required=True)
     if not _ID.match(item_id):
-        raise _bad(where, "id", f"{item_id!r} must be 1-200 letters, digits or . : / @ + - _")
+        raise _bad(where, "id", f"{_shown(item_id)} must be 1-200 letters, digits or . : / @ + - _")
     kind = _text(raw, "type", where, required=True)
     if kind not in ITEM_TYPES:
-        raise _bad(where, "type", f"{kind!r} is not one of {', '.join(ITEM_TYPES)}")
+        raise _bad(where, "type", f"{_shown(kind)} is not one of {', '.join(ITEM_TYPES)}")
     title = _text(raw, "title", where, required=True, limit=_MAX_TITLE)
     body = _text(raw, "body", where, limit=_MAX_BODY)
-    language = _text(raw, "language", where, limit=16) or None
+    language = _language(_text(raw, "language", where, limit=16), where)
     attributes = raw.get("attributes") or {}
     if not isinstance(attributes, Mapping):
         raise _bad(where, "attributes", "must be an object of attribute names and values")
     return Item(item_id, kind, title, body, language, check_attributes(attributes, where))
+
+
+def refuse_duplicates(placed: Iterable[tuple[str, Item]]) -> None:
+    """Refuse items that share an id, naming where each copy was (`placed` is (where, item)
+    pairs): merging them silently would keep one and drop the other unseen."""
+    first: dict[str, str] = {}
+    for where, item in placed:
+        if item.item_id in first:
+            raise InputError(
+                "duplicate_item",
+                f"{where}: id {item.item_id} is also at {_place(first[item.item_id])}; "
+                "give each item its own id, or remove one copy",
+            )
+        first[item.item_id] = where
 
 
 def check_attributes(attributes: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -120,8 +156,10 @@ def check_attributes(attributes: Mapping[str, Any], where: str) -> dict[str, Any
     integer, valid_from / valid_to ISO dates or times, region a list of names, related a list."""
     checked: dict[str, Any] = {}
     for name, value in attributes.items():
+        _no_nul(str(name), where, "attributes")
         if value is None or value == "":
             continue  # an empty CSV cell: the attribute is absent
+        _no_nul(value, where, str(name))
         checked[str(name)] = _attribute(str(name), value, where)
     start, end = checked.get("valid_from"), checked.get("valid_to")
     if start and end and _instant(start, "UTC", False) > _instant(end, "UTC", True):
@@ -134,8 +172,8 @@ def upsert(
 ) -> UpsertCounts:
     """Insert or update items by id; only new or changed text is embedded. `progress(done,
     total)` is called after each batch is stored."""
-    latest = {item.item_id: _checked(item) for item in items}  # the last copy of an id wins
-    ordered = list(latest.values())
+    ordered = [_checked(item) for item in items]
+    refuse_duplicates((f"item {index + 1}", item) for index, item in enumerate(ordered))
     embedder = embedder_for(runtime.settings)
     counts = UpsertCounts()
     for start in range(0, len(ordered), BATCH_SIZE):
@@ -226,7 +264,7 @@ def _checked(item: Item) -> Item:
         "language": item.language,
         "attributes": dict(item.attributes),
     }
-    return item_from_dict(raw, f"item {item.item_id!r}")
+    return item_from_dict(raw, f"item {item.item_id}")
 
 
 def _write_batch(
@@ -398,40 +436,136 @@ def _mismatch(stored: tuple[str, int], embedder: Embedder) -> ModelMismatch:
 
 def _attribute(name: str, value: Any, where: str) -> Any:
     """One attribute checked by name; unknown names pass through."""
-    if name == "price":
-        return _price(value, where)
+    if name == "price" or name.endswith(("_price", "amount")):
+        return _amount(value, where, name)
+    if name.endswith("_percent"):
+        return _percent(value, where, name)
     if name == "stock":
         return _whole(value, where, name)
+    if name == "hours":
+        return _hours(value, where)
     if name in ("valid_from", "valid_to"):
         return _when(value, where, name)
     if name in ("region", "related"):
         return _names(value, where, name)
     if name in _STRING_ATTRIBUTES:
         if not isinstance(value, str | int) or isinstance(value, bool):
-            raise _bad(where, name, f"must be text; got {value!r}")
+            raise _bad(where, name, f"must be text; got {_shown(value)}")
         return str(value).strip().upper() if name == "currency" else str(value).strip()
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return _any_number(value, where, name)
     return value
 
 
-def _price(value: Any, where: str) -> Decimal:
+def _decimal(value: Any, where: str, name: str) -> Decimal:
+    """An exact, finite number of at most _MAX_DECIMALS decimals."""
     try:
         if isinstance(value, bool | float):
             raise InvalidOperation  # a float has lost exactness already; send text or integer
-        price = Decimal(str(value).replace("_", "").strip())
+        number = Decimal(str(value).replace("_", "").strip())
     except (InvalidOperation, ValueError):
         raise _bad(
-            where, "price", f"{value!r} is not a number; write it like 125000 or 19.99"
+            where, name, f"{_shown(value)} is not a number; write it like 125000 or 19.99"
         ) from None
-    if not price.is_finite() or price < 0:
-        raise _bad(where, "price", f"{value!r} must be a number of 0 or more")
-    return price
+    if not number.is_finite():
+        raise _bad(where, name, f"{_shown(value)} is not a finite number")
+    if number.normalize().as_tuple().exponent < -_MAX_DECIMALS:
+        raise _bad(where, name, f"{_shown(value)} has more than {_MAX_DECIMALS} decimals")
+    return number
+
+
+def _amount(value: Any, where: str, name: str) -> Decimal:
+    """A price or an amount: 0 or more and below MAX_AMOUNT."""
+    amount = _bounded(_decimal(value, where, name), value, where, name)
+    if amount < 0:
+        raise _bad(where, name, f"{_shown(value)} must be a number of 0 or more")
+    return amount
+
+
+def _percent(value: Any, where: str, name: str) -> Decimal:
+    """A percentage (discount_percent): from 0 to 100."""
+    percent = _decimal(value, where, name)
+    if not 0 <= percent <= 100:
+        raise _bad(where, name, f"{_shown(value)} must be between 0 and 100")
+    return _bounded(percent, value, where, name)
+
+
+def _any_number(value: float | Decimal, where: str, name: str) -> float | Decimal:
+    """An attribute c360 does not know that holds a number: finite and of sane size."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) >= MAX_AMOUNT:
+            raise _bad(where, name, f"{_shown(value)} must be a finite number below "
+                       f"{MAX_AMOUNT:,.0f}")  # fmt: skip
+        return value
+    return _bounded(_decimal(value, where, name), value, where, name)
+
+
+def _bounded(number: Decimal, value: Any, where: str, name: str) -> Decimal:
+    """`number` when its size is below MAX_AMOUNT, written plainly (1E+3 as 1000)."""
+    if abs(number) >= MAX_AMOUNT:
+        raise _bad(where, name, f"{_shown(value)} must be below {MAX_AMOUNT:,.0f}")
+    return number.quantize(Decimal(1)) if number.as_tuple().exponent > 0 else number
 
 
 def _whole(value: Any, where: str, name: str) -> int:
+    """A count (stock): a whole number from 0 up to below MAX_AMOUNT."""
     text = str(value).strip()
     if isinstance(value, bool) or not re.fullmatch(r"-?\d+", text):
-        raise _bad(where, name, f"{value!r} must be a whole number")
-    return int(text)
+        raise _bad(where, name, f"{_shown(value)} must be a whole number")
+    number = int(text)
+    if not 0 <= number < MAX_AMOUNT:
+        raise _bad(
+            where, name, f"{_shown(value)} must be a whole number from 0 to below "
+            f"{MAX_AMOUNT:,.0f}"
+        )  # fmt: skip
+    return number
+
+
+def _hours(value: Any, where: str) -> str:
+    """Opening hours such as '06:30-22:00 every day': at least one range, every time a real
+    time of day (24:00 may end a range)."""
+    if not isinstance(value, str):
+        raise _bad(where, "hours", f"must be text like 07:00-22:00; got {_shown(value)}")
+    text = value.strip()
+    ranges = _HOURS_RANGE.findall(text)
+    clocks = _CLOCK.findall(text)
+    valid = all(
+        0 <= int(hour) <= 24 and 0 <= int(minute) <= 59 and not (hour == "24" and minute != "00")
+        for hour, minute in (clock.split(":") for clock in clocks)
+    )
+    if not ranges or not valid:
+        raise _bad(
+            where, "hours", f"{_shown(value)} is not opening hours; write them like "
+            "07:00-22:00 or 07:00-11:00, 13:00-21:00 Monday to Saturday"
+        )  # fmt: skip
+    return text
+
+
+def _language(value: str, where: str) -> str | None:
+    """An ISO 639-1 code, optionally with a region: 'vi', 'en-US'."""
+    if not value:
+        return None
+    match = _LANGUAGE.match(value)
+    if not match or match[1].lower() not in LANGUAGES:
+        raise _bad(
+            where, "language", f"{_shown(value)} is not a language code; write a two-letter "
+            "ISO 639-1 code such as vi or en (en-US with a region)"
+        )  # fmt: skip
+    return match[1].lower() + (f"-{match[2].upper()}" if match[2] else "")
+
+
+def _no_nul(value: Any, where: str, name: str) -> None:
+    """Refuse a NUL character anywhere in a text: PostgreSQL cannot store one."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise _bad(where, name, "contains a NUL character (byte 0); remove it")
+    elif isinstance(value, list):
+        for entry in value:
+            _no_nul(entry, where, name)
+    elif isinstance(value, Mapping):
+        for key, entry in value.items():
+            _no_nul(str(key), where, name)
+            _no_nul(entry, where, name)
 
 
 def _when(value: Any, where: str, name: str) -> str:
@@ -443,7 +577,9 @@ def _when(value: Any, where: str, name: str) -> str:
         (datetime if "T" in text or " " in text else date).fromisoformat(text)
     except ValueError:
         raise _bad(
-            where, name, f"{value!r} is not a date; write 2026-12-31 or 2026-12-31T18:00+07:00"
+            where,
+            name,
+            f"{_shown(value)} is not a date; write 2026-12-31 or 2026-12-31T18:00+07:00",
         ) from None
     return text
 
@@ -452,7 +588,7 @@ def _names(value: Any, where: str, name: str) -> list[str]:
     """A name or a list of names; in a CSV cell several are separated by '|'."""
     entries = value.split("|") if isinstance(value, str) else value
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
-        raise _bad(where, name, f"must be a name or a list of names; got {value!r}")
+        raise _bad(where, name, f"must be a name or a list of names; got {_shown(value)}")
     return [entry.strip() for entry in entries if entry.strip()]
 
 
@@ -479,10 +615,27 @@ def _text(
             raise _bad(where, name, "is missing; every item needs id, type and title")
         return ""
     if not isinstance(value, str):
-        raise _bad(where, name, f"must be text; got {value!r}")
+        raise _bad(where, name, f"must be text; got {_shown(value)}")
+    _no_nul(value, where, name)
     if len(value) > limit:
         raise _bad(where, name, f"is {len(value)} characters; the most is {limit}")
     return value.strip()
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it, in JSON (not Python's repr: true, not True)."""
+    if isinstance(value, str):
+        return f"'{value}'" if len(value) <= 80 else f"'{value[:77]}...'"
+    try:
+        text = encode(value).decode()
+    except (TypeError, ValueError):
+        text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _place(where: str) -> str:
+    """'shop.csv, line 2' said as 'line 2' when naming a second place in the same file."""
+    return where.split(", ", 1)[1] if ", " in where else where
 
 
 def _bad(where: str, name: str, problem: str) -> InputError:

