@@ -327,14 +327,21 @@ def _number_readings(token: str, scale: str | None) -> set[Decimal]:
 def _normal(value: Decimal) -> Decimal:
     """One representative per number: 1290000, 1.29E+6 and 1290000.00 compare equal but
     hash differently as Decimals with exponents; normalise before sets meet."""
+    if not value.is_finite():
+        return value  # infinity or NaN: nothing a reply can state, nothing to scale
     normal = value.normalize()
-    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
+    try:
+        return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
+    except InvalidOperation:
+        # more digits than the context's precision (a catalogue's 1E+309): the normalised
+        # form is already one representative per number
+        return normal
 
 
 def _decimal(value: int | float | Decimal) -> Decimal:
     try:
         return _normal(Decimal(str(value)))
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         return Decimal(0)
 
 

@@ -173,6 +173,12 @@ def save(conn: psycopg.Connection, agent: str, raw: Any, actor: str) -> Persona:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('agents.persona:' || %s))", (agent,))
         before = active(conn, agent)
         fields = check(raw, before)
+        stored = _next_version(conn, agent) > 1
+        if not raw or (stored and fields == _fields(before)):
+            raise InputError(
+                "no_change",
+                f"nothing to change: send at least one of {', '.join(FIELDS)} with a new value",
+            )
         version = _next_version(conn, agent)
         conn.execute("UPDATE agents.personas SET active = false WHERE agent = %s", (agent,))
         conn.execute(
@@ -225,6 +231,16 @@ def check(raw: Any, current: Persona) -> dict[str, Any]:
         "opening_hours": _hours(merged["opening_hours"]),
         "greeting": _greeting(merged["greeting"]),
     }
+
+
+def exists(conn: psycopg.Connection, agent: str) -> bool:
+    """Whether the agent has a stored persona or is the built-in default one."""
+    return agent == DEFAULT_AGENT or _next_version(conn, agent) > 1
+
+
+def _fields(persona: Persona) -> dict[str, Any]:
+    """The persona's fields as `check` returns them, to tell a no-op change."""
+    return check({}, persona)
 
 
 def _persona(row: Mapping[str, Any]) -> Persona:

@@ -65,7 +65,20 @@ def variables(
         "topics": _topics(persona, language),
         "operators_open": operators_open,
         "hours": f"{hours['from']} - {hours['to']}",
+        "spent": _spent(context, orders, language),
     }
+
+
+def _spent(
+    context: dict[str, Any], orders: list[dict[str, Any]], language: str
+) -> dict[str, Any] | None:
+    """The customer's revenue total and order count from their profile, None before an
+    order; the currency is their latest order's (the profile's totals carry none)."""
+    count = int(context.get("order_count") or 0)
+    if not count:
+        return None
+    currency = next((o.get("currency") for o in orders if o.get("currency")), None)
+    return {"total": money(context.get("revenue") or 0, currency, language), "orders": count}
 
 
 def money(amount: Any, currency: str | None, language: str) -> str | None:
@@ -109,7 +122,9 @@ def _order(order: dict[str, Any], language: str) -> dict[str, Any]:
 def _items(products: list[dict[str, Any]], language: str) -> str:
     names = []
     for product in products[:MAX_ITEMS_NAMED]:
-        name = product.get("name") or product.get("product_id") or "?"
+        name = product.get("name") or product.get("product_id")
+        if not name:
+            continue  # a line without a name (CDNOW's orders): nothing to print for it
         quantity = product.get("quantity")
         names.append(f"{quantity} x {name}" if quantity and quantity != "1" else name)
     return _join(names, language)

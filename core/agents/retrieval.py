@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from c360.agents import safety
@@ -19,9 +22,10 @@ from c360.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-#: Knowledge types that answer each intent; other intents need no retrieval.
+#: Knowledge types that answer each intent; other intents need no retrieval. Price items
+#: never answer alone: they change the price of the product they name (`_with_prices`).
 TYPES_FOR: dict[str, tuple[str, ...]] = {
-    "product_question": ("product", "price"),
+    "product_question": ("product",),
     "promotion": ("promotion",),
     "store_info": ("place",),
     "recommendation": ("product",),
@@ -31,6 +35,10 @@ TYPES_FOR: dict[str, tuple[str, ...]] = {
 FACTS_PER_REPLY = 3
 #: Products looked at before ranking recommendations by relation to past purchases.
 RECOMMENDATION_POOL = 50
+#: Items looked at before the one the customer names is put first.
+NAMED_POOL = 20
+#: Words of item titles that name nothing by themselves.
+_NOT_NAMES = frozenset({"and", "of", "the", "with", "va", "voi", "cua", "c360"})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,8 +81,92 @@ def facts_for(
 
     # a product question may be about one out of stock: say so rather than not find it
     k = 1 if intent == "product_question" else FACTS_PER_REPLY  # the product asked about
-    hits = search(runtime, text, types=list(TYPES_FOR[intent]), region=region, k=k)
-    return [safe(hit) for hit in hits]
+    pool = search(runtime, text, types=list(TYPES_FOR[intent]), region=region, k=NAMED_POOL)
+    hits = by_name(pool, text)
+    if intent == "store_info" and hits and name_score(hits[0], text, pool) > 0:
+        # one store named ("the Nguyen Hue store"): answer for that one
+        hits = [
+            hit for hit in hits if name_score(hit, text, pool) == name_score(hits[0], text, pool)
+        ]
+    facts = [safe(hit) for hit in hits[:k]]
+    return _with_prices(runtime, facts) if intent == "product_question" else facts
+
+
+def named_product(runtime: Runtime, text: str, region: str | None = None) -> Fact | None:
+    """The product `text` names by at least two words of its title (in or out of stock),
+    or None: a question the intent model did not place may still be about a product."""
+    from c360.knowledge.search import search
+
+    pool = search(runtime, text, types=["product"], region=region, k=NAMED_POOL)
+    ranked = by_name(pool, text)
+    if not ranked or name_score(ranked[0], text, pool) < 2:
+        return None
+    return _with_prices(runtime, [safe(ranked[0])])[0]
+
+
+def by_name(hits: Sequence[Any], text: str) -> list[Any]:
+    """The hits with those whose titles the text names best first (stable otherwise): the
+    embedding ranks "cà phê sữa đá" near every coffee, but the customer named one."""
+    scores = [name_score(hit, text, hits) for hit in hits]
+    order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))
+    return [hits[i] for i in order]
+
+
+def name_score(hit: Any, text: str, pool: Sequence[Any]) -> int:
+    """How many distinguishing words of the hit's title the text contains, compared without
+    diacritics; words every title in the pool shares ("coffee" in every store) don't count."""
+    asked = set(_words(text))
+    shared = set.intersection(*(set(_words(other.title)) for other in pool)) if pool else set()
+    own = set(_words(hit.title)) - shared - _NOT_NAMES
+    return len(own & asked)
+
+
+def _words(text: str) -> list[str]:
+    from c360.knowledge.store import fold
+
+    return re.findall(r"\w+", fold(unicodedata.normalize("NFC", text)))
+
+
+def _with_prices(runtime: Runtime, facts: list[Fact]) -> list[Fact]:
+    """Products with the price of a valid price item for their SKU. The rule: a price item
+    valid now for a product's SKU overrides the product's list price (the latest-starting
+    one when several are valid); a price item never answers for any other product."""
+    skus = [str(fact.attributes["sku"]) for fact in facts if fact.attributes.get("sku")]
+    if not skus:
+        return facts
+    prices = _valid_prices(runtime, skus)
+    changed = []
+    for fact in facts:
+        price = prices.get(str(fact.attributes.get("sku")))
+        if price is None or price.attributes.get("price") is None:
+            changed.append(fact)
+            continue
+        attributes = {**fact.attributes, "price": price.attributes["price"]}
+        if price.attributes.get("currency"):
+            attributes["currency"] = price.attributes["currency"]
+        attributes["list_price"] = fact.attributes.get("price")
+        attributes["price_item"] = price.item_id
+        changed.append(dataclasses.replace(fact, attributes=attributes))
+    return changed
+
+
+def _valid_prices(runtime: Runtime, skus: list[str]) -> dict[str, Fact]:
+    """The price item valid now for each SKU (the latest to start wins)."""
+    from c360.knowledge.search import _COLUMNS, _hit, filters
+
+    where = filters(["price"], None, datetime.now(UTC), None)
+    with runtime.pool.connection() as conn:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS}, 1.0 FROM knowledge.items WHERE {where.sql}"
+            " AND attributes->>'sku' = ANY(%(skus)s)"
+            " ORDER BY valid_from NULLS FIRST, item_id",
+            {**where.params, "skus": skus},
+        ).fetchall()
+    found: dict[str, Fact] = {}
+    for row in rows:  # later starts overwrite earlier ones
+        fact = safe(_hit(row))
+        found[str(fact.attributes.get("sku"))] = fact
+    return found
 
 
 def recommend(

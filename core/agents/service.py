@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +32,20 @@ log = logging.getLogger(__name__)
 
 #: Longest operator answer: a few paragraphs fit in an SMS thread or a chat bubble.
 MAX_OPERATOR_TEXT = 4000
+
+#: The flag (and escalation reason) of a reply that failed and was replaced by an apology.
+AGENT_ERROR = "agent_error"
+_PLAIN_APOLOGY = {
+    "en": "Sorry, something went wrong on our side. A colleague will answer you here.",
+    "vi": "Xin lỗi, hệ thống đang gặp sự cố. Nhân viên hỗ trợ sẽ trả lời bạn tại đây.",
+}
+
+#: A question about what the customer spent in all, in English or Vietnamese.
+_SPEND = re.compile(
+    r"(?i)\b(?:spen[dt]|spending|(?:chi\s*tiêu|chi\s*tieu|đã\s*tiêu|da\s*tieu|tiêu\s*hết)\w*)\b"
+)
+#: Answers a spending question may have been taken for (it names money and an order).
+_SPENDING_FROM = frozenset({"product_question", "order_status", "out_of_scope"})
 
 #: How a turn that escalated is marked in its flags, so a redelivered message replays it.
 _ESCALATED = "escalated:"
@@ -81,10 +97,14 @@ def converse(runtime: Runtime, message: InboundMessage) -> list[OutboundMessage]
     for a message without text, such as a sticker)."""
     if not message.text.strip():
         return []
+    # one spelling of "đá": phones and browsers may send decomposed (NFD) Vietnamese, which
+    # neither the intent model nor the knowledge base would recognise
+    message = dataclasses.replace(message, text=unicodedata.normalize("NFC", message.text))
     agent = _agent(message)
     prediction = _predict(runtime, message.text)
     profile = contexts.find_profile(runtime, message.identifiers)
     context = contexts.build(runtime, profile) if profile else None
+    prediction = _named_product(runtime, prediction, message.text, context)
 
     with runtime.pool.connection() as conn, conn.transaction():
         earlier = dialogue.received(conn, message.channel, message.external_id)
@@ -98,9 +118,15 @@ def converse(runtime: Runtime, message: InboundMessage) -> list[OutboundMessage]
     if plan.answer is None:
         return []
 
-    reply = _compose(runtime, plan, message.text, context)
+    try:
+        reply = _compose(runtime, plan, message.text, context)
+    except Exception:  # a bug or odd data must not leave the customer without an answer
+        log.exception("Reply to conversation %r failed; apologising.", plan.conversation_id)
+        reply = _apology(plan, context)
     with runtime.pool.connection() as conn, conn.transaction():
         dialogue.lock(conn, plan.conversation_id)
+        if AGENT_ERROR in reply.flags:
+            escalation.open_escalation(conn, plan.conversation_id, AGENT_ERROR)
         turn_no = dialogue.add_turn(
             conn,
             plan.conversation_id,
@@ -165,6 +191,8 @@ def hand_back(runtime: Runtime, conversation_id: str, operator: str) -> dict[str
         conversation = dialogue.lock(conn, conversation_id)
         if conversation is None:
             raise UnknownConversation(conversation_id)
+        if conversation.status != "escalated":
+            raise NotWithOperators(conversation.conversation_id)
         closed = escalation.hand_back(conn, conversation.conversation_id, operator)
         dialogue.add_turn(
             conn,
@@ -207,13 +235,26 @@ class UnknownConversation(InputError):
         super().__init__("unknown_conversation", f"no conversation has id {conversation_id!r}")
 
 
+class NotWithOperators(InputError):
+    """A hand-back of a conversation the agent already answers (handed back before, or
+    never escalated): nothing changes."""
+
+    status_code = 409
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            "not_escalated",
+            f"conversation {conversation_id!r} is not with an operator; nothing to hand back",
+        )
+
+
 def detect_language(text: str) -> str | None:
-    """ "vi" or "en" when the text says so clearly (Vietnamese letters, or common words of
-    either language), else None."""
-    if _VI_LETTERS.search(text):
-        return "vi"
-    words = re.findall(r"[a-z']+", text.lower())
-    vi = sum(word in _VI_WORDS for word in words)
+    """ "vi" or "en" when the text says so clearly, else None. Words count, not letters: a
+    word with Vietnamese letters or a common Vietnamese word (typed without diacritics) for
+    Vietnamese, a common English word for English; it takes two Vietnamese words, more than
+    the English ones, so one borrowed name ("the Tết gift box") does not switch languages."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    vi = sum(bool(_VI_LETTERS.search(word)) or word in _VI_WORDS for word in words)
     en = sum(word in _EN_WORDS for word in words)
     if vi >= 2 and vi > en:
         return "vi"
@@ -222,11 +263,63 @@ def detect_language(text: str) -> str | None:
     return None
 
 
+def warm_up(settings: Any) -> threading.Thread:
+    """Load the embedder and fit the intent model in a background thread, so a gateway or
+    worker starts at once and its first customer does not wait for the models (seconds to
+    tens of seconds). A failure is logged; the first message then loads them itself."""
+
+    def load() -> None:
+        from c360.agents.intents import builtin_model
+        from c360.knowledge.embeddings import embedder_for
+
+        try:
+            embedder_for(settings).queries(["xin chào"])
+            builtin_model(settings)
+        except Exception:
+            log.exception("Warming the agent's models failed; the first message will load them.")
+        else:
+            log.info("The agent's models are loaded.")
+
+    thread = threading.Thread(target=load, name="c360-agent-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def _predict(runtime: Runtime, text: str) -> Any:
     """The built-in intent model's prediction (c360.agents.intents)."""
     from c360.agents.intents import builtin_model  # loads the embedding model on first use
 
     return builtin_model(runtime.settings).predict([text])[0]
+
+
+def _named_product(
+    runtime: Runtime, prediction: Any, text: str, context: dict[str, Any] | None
+) -> Any:
+    """A message no intent was sure of that names a catalogue product ("do you have golden
+    lotus tea?") is a product question: the customer hears it is out of stock, not that the
+    agent cannot help."""
+    if prediction.intent is not None:
+        return prediction
+    try:
+        named = retrieval.named_product(runtime, text, (context or {}).get("region"))
+    except Exception:  # the knowledge base is optional here: the out-of-scope answer stands
+        log.exception("Looking for a product named in a message failed.")
+        return prediction
+    if named is None:
+        return prediction
+    return dataclasses.replace(prediction, intent="product_question")
+
+
+def _spending(answer: str | None, persona: Persona, text: str, context: dict | None) -> Any:
+    """The answer to "how much did I spend?": the customer's totals from their profile
+    ("spending"), or for a visitor the order answer that finds no orders; else `answer`."""
+    if (
+        answer not in _SPENDING_FROM
+        or not _SPEND.search(text)
+        or not persona.allows("order_status")
+    ):
+        return answer
+    return "spending" if context else "order_status"
 
 
 def _agent(message: InboundMessage) -> str:
@@ -264,7 +357,12 @@ def _record(
     reason = escalation.reason_for(
         persona, prediction.intent, sure, streak, message.text, (context or {}).get("ltv_tier")
     )
-    answer = _answer(conversation.status, persona, prediction.intent, reason)
+    answer = _spending(
+        _answer(conversation.status, persona, prediction.intent, reason),
+        persona,
+        message.text,
+        context,
+    )
 
     flags = safety.flags(message.text) + ([_ESCALATED + reason] if reason else [])
     if flags:
@@ -344,6 +442,25 @@ def _compose(runtime: Runtime, plan: _Plan, text: str, context: dict[str, Any] |
         log.info("LLM reply for %r not sent (%s); the template is.", plan.conversation_id, problem)
         return _Reply(template, "template", fact_ids, True, [*flags, f"llm_rejected:{problem}"])
     return _Reply(written or template, "llm", fact_ids, True, flags)
+
+
+def _apology(plan: _Plan, context: dict[str, Any] | None) -> _Reply:
+    """The reply when composing one failed: the escalation template (an apology that hands
+    the conversation to a colleague), from the customer's name alone, which cannot fail on
+    facts or orders."""
+    persona = plan.persona
+    values = {
+        "persona": {"name": persona.name},
+        "name": (context or {}).get("name"),
+        "operators_open": persona.is_open(datetime.now(UTC)),
+        "hours": f"{persona.opening_hours['from']} - {persona.opening_hours['to']}",
+    }
+    try:
+        text = replies.render("escalated", plan.language, values)
+    except Exception:
+        log.exception("The escalation template failed too; sending the plain apology.")
+        text = _PLAIN_APOLOGY.get(plan.language, _PLAIN_APOLOGY["en"])
+    return _Reply(text, "template", [], True, [AGENT_ERROR])
 
 
 def _template(

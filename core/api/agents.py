@@ -50,6 +50,8 @@ async def read_persona(state: State, agent: str) -> Response[bytes]:
     """An agent's active persona and every stored version, newest first."""
 
     def read(conn: Any) -> dict[str, Any]:
+        if not personas.exists(conn, agent):
+            raise UnknownPersona(agent)
         return {
             "active": personas.active(conn, agent).as_dict(),
             "versions": [p.as_dict() for p in personas.versions(conn, agent)],
@@ -187,6 +189,18 @@ def route_handlers() -> list[HTTPRouteHandler]:
         reply,
         hand_back,
     ]
+
+
+class UnknownPersona(InputError):
+    """No persona was ever stored for that agent (and it is not the default one)."""
+
+    status_code = 404
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(
+            "unknown_persona",
+            f"no persona for agent {agent!r}; create one with PUT /v1/agents/personas/{agent}",
+        )
 
 
 def _principal(request: Request) -> Principal:

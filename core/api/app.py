@@ -103,6 +103,11 @@ def create_app(
     async def sync_roles() -> None:
         await anyio.to_thread.run_sync(_sync_built_in_roles, runtime)
 
+    def warm_agent() -> None:
+        from c360.agents.service import warm_up  # models load in the background
+
+        app.state.agent_warm_up = warm_up(settings)
+
     app = Litestar(
         route_handlers=[
             *make_handlers(),
@@ -150,7 +155,7 @@ def create_app(
             Exception: _internal_error,
         },
         before_request=refuse_deep_bodies,
-        on_startup=[sync_roles],
+        on_startup=[sync_roles, warm_agent],
         on_shutdown=[close],
         request_max_body_size=MAX_BATCH_BYTES * 4,
         openapi_config=_openapi(),

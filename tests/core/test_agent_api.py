@@ -154,3 +154,61 @@ def test_taking_an_unknown_escalation_is_a_404(api):
 
     assert answer.status_code == 404
     assert "no escalation has id 999" in answer.json()["message"]
+
+
+def test_a_second_hand_back_changes_nothing_and_says_so(runtime, api):
+    make_lan(runtime)
+    [told] = service.converse(runtime, inbound("Cho tôi gặp nhân viên"))
+    conversation_id = told.metadata["conversation_id"]
+    operator = api.bearer("operator", ["agents:read", "agents:operate"])
+    url = f"/v1/agents/conversations/{conversation_id}/handback"
+
+    first = api.post(url, headers=operator)
+    second = api.post(url, headers=operator)
+
+    assert first.status_code == 200
+    assert second.status_code == 409
+    assert "not with an operator" in second.json()["message"]
+    with runtime.pool.connection() as conn:
+        [system_turns] = conn.execute(
+            "SELECT count(*) FROM agents.turns WHERE role = 'system' AND conversation_id = %s",
+            (conversation_id,),
+        ).fetchone()
+    assert system_turns == 1
+
+
+def test_a_persona_change_that_changes_nothing_is_refused(runtime, api):
+    writer = api.bearer("writer", ["agents:read", "agents:write"])
+    url = "/v1/agents/personas/default"
+
+    empty = api.put(url, json={}, headers=writer)
+    made = api.put(url, json={"name": "Mai"}, headers=writer)
+    same = api.put(url, json={"name": "Mai"}, headers=writer)
+    read = api.get(url, headers=writer).json()
+
+    assert empty.status_code == 400 and "send at least one of name" in empty.json()["message"]
+    assert made.status_code == 200
+    assert same.status_code == 400 and "nothing to change" in same.json()["message"]
+    # the refused changes stored no version: only the one that changed the name
+    assert [v["version"] for v in read["versions"]] == [1]
+
+
+def test_an_unknown_persona_is_not_found(api):
+    reader = api.bearer("reader", ["agents:read"])
+
+    missing = api.get("/v1/agents/personas/nope", headers=reader)
+    built_in = api.get("/v1/agents/personas/default", headers=reader)
+
+    assert missing.status_code == 404
+    assert "PUT /v1/agents/personas/nope" in missing.json()["message"]
+    assert built_in.status_code == 200
+
+
+def test_the_gateway_warms_the_agent_models_when_it_starts(api):
+    from c360.agents import intents
+
+    warming = api.app.state.agent_warm_up
+    warming.join()
+
+    assert warming.name == "c360-agent-warm-up"
+    assert len(intents._builtin) >= 1
