@@ -82,9 +82,15 @@ class SmtpPeer:
         """aiosmtpd's hook: keep the message, or refuse it while failures are asked for.
         aiosmtpd cancels this coroutine when the client goes away, so a held message whose
         client died is never kept."""
+        held = False
         while self._held():
+            held = True
             self.holding.set()
             await asyncio.sleep(0.02)
+        if held and (server.transport is None or server.transport.is_closing()):
+            # the client went away while waiting (a killed worker) and aiosmtpd had not yet
+            # cancelled this hook: it never saw a 250, so the message is not kept
+            return "421 4.4.2 Client gone"
         with self._lock:
             if self._failures > 0:
                 self._failures -= 1
