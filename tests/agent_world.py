@@ -96,7 +96,12 @@ def make_lan(runtime: Any) -> dict[str, Any]:
             email="lan@example.vn",
             phone="+84901234567",
         ),
-        order("u-lan", "ORD-1001", "2026-05-12", [("CF-001", "Cà phê sữa đá", "coffee", 2, 29000)]),
+        order(
+            "u-lan",
+            "ORD-1001",
+            "2026-05-12",
+            [("CF-001", "Cà phê sữa đá", "coffee", 2, 29000)],
+        ),
     )
     return get_profile(runtime, "u-lan")
 

@@ -35,8 +35,9 @@ _NEGATIVE_EN = """terrible awful horrible worst disgusting useless unacceptable 
     scam rude furious angry pathetic outrageous appalling disappointed disappointing
     hate|hated|hates|hating "never again" "fed up" "waste of money" "rip off" "ripped off"
     "complete joke" "sick of" "very bad" "so bad" "really bad" """
-_NEGATIVE_VI = """tệ "tồi tệ" "kinh khủng" "tệ hại" "bực mình" "bực" "thất vọng" "lừa đảo"
-    "vô lý" "quá tệ" "dở tệ" "không chấp nhận được" ghét "tức giận" "thô lỗ" "tệ nhất"
+_NEGATIVE_VI = """tệ "tồi tệ" "kinh khủng" "tệ hại" "bực mình" "bực"
+    "thất vọng" "lừa đảo" "vô lý" "quá tệ" "dở tệ" "không chấp nhận được"
+    ghét "tức giận" "thô lỗ" "tệ nhất"
     "chán quá" "phí tiền" "quá đáng" "bức xúc" "tức quá" """
 #: Words that turn the next negative word around ("not bad", "không tệ").
 _NEGATORS = {"not", "never", "no", "isn't", "wasn't", "không", "chẳng", "chả", "khong"}

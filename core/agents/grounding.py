@@ -75,8 +75,10 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"https?://\S+")
 # phone numbers start with + or 0, which amounts written with separators never do
 _PHONE = re.compile(r"(?<![\w.,])(?:\+\d[\d .()-]{7,}\d|0\d(?:[ .-]?\d){7,10})(?![\w])")
+#: "mã" (code) alone or as "mã giảm giá", "mã khuyến mãi", "mã ưu đãi"
+_VI_CODE_WORD = r"mã(?:\s+(?:giảm\s+giá|khuyến\s+mãi|ưu\s+đãi))?"
 _CODE_AFTER_WORD = re.compile(
-    r"(?i:\b(?:code|coupon|voucher|promo|mã(?:\s+(?:giảm\s+giá|khuyến\s+mãi|ưu\s+đãi))?|ma)"
+    rf"(?i:\b(?:code|coupon|voucher|promo|{_VI_CODE_WORD}|ma)"
     r"\s*[:\"'“]?\s*)([A-Za-z0-9][A-Za-z0-9_-]{2,})"
 )
 _CODE = re.compile(
@@ -89,8 +91,9 @@ _DAY_MONTH = re.compile(
     rf"(?i)\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH})\.?(?:,?\s+(\d{{4}}))?\b"
 )
 _MONTH_DAY = re.compile(rf"(?i)\b({_MONTH})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?\b")
+_VI_YEAR = r"(?:\s+(?:năm|nam)\s+(\d{4}))?"
 _VI_DATE = re.compile(
-    r"(?i)(?:ngày\s+|ngay\s+)?(\d{1,2})\s+(?:tháng|thang)\s+(\d{1,2})(?:\s+(?:năm|nam)\s+(\d{4}))?"
+    rf"(?i)(?:ngày\s+|ngay\s+)?(\d{{1,2}})\s+(?:tháng|thang)\s+(\d{{1,2}}){_VI_YEAR}"
 )
 _CLOCK = re.compile(r"(?<![\d.,])([01]?\d|2[0-3])\s*[:h]\s*([0-5]\d)(?:\s*(am|pm))?(?![\d])", re.I)
 _HOUR = re.compile(

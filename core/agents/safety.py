@@ -38,9 +38,11 @@ MARKERS: dict[str, re.Pattern[str]] = {
         "chat_tokens": r"<\|[a-z_]+\|>|\[/?INST\]|<<SYS>>|###\s*(?:instruction|system)",
         "vi_ignore_rules": r"\b(?:bỏ\s+qua|bo\s+qua|phớt\s+lờ|quên)\b[^.!?\n]{0,40}"
         r"(?:quy\s+tắc|quy\s+tac|hướng\s+dẫn|huong\s+dan|chỉ\s+dẫn|luật|lệnh)",
-        "vi_new_identity": r"\b(?:bây\s+giờ\s+bạn\s+là|bạn\s+bây\s+giờ\s+là|bay\s+gio\s+ban\s+la"
-        r"|ban\s+bay\s+gio\s+la|hãy\s+đóng\s+vai|hay\s+dong\s+vai|giả\s+vờ\s+là)\b",
-        "vi_other_customers": r"(?:khách\s+hàng\s+khác|khach\s+hang\s+khac|người\s+dùng\s+khác)",
+        "vi_new_identity": r"\b(?:bây\s+giờ\s+bạn\s+là|bạn\s+bây\s+giờ\s+là"
+        r"|bay\s+gio\s+ban\s+la|ban\s+bay\s+gio\s+la|hãy\s+đóng\s+vai|hay\s+dong\s+vai"
+        r"|giả\s+vờ\s+là)\b",
+        "vi_other_customers": r"(?:khách\s+hàng\s+khác|khach\s+hang\s+khac"
+        r"|người\s+dùng\s+khác)",
     }.items()
 }
 

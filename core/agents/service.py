@@ -37,12 +37,18 @@ MAX_OPERATOR_TEXT = 4000
 AGENT_ERROR = "agent_error"
 _PLAIN_APOLOGY = {
     "en": "Sorry, something went wrong on our side. A colleague will answer you here.",
-    "vi": "Xin lỗi, hệ thống đang gặp sự cố. Nhân viên hỗ trợ sẽ trả lời bạn tại đây.",
+    "vi": " ".join(
+        (
+            "Xin lỗi, hệ thống đang gặp sự cố.",
+            "Nhân viên hỗ trợ sẽ trả lời bạn tại đây.",
+        )
+    ),
 }
 
 #: A question about what the customer spent in all, in English or Vietnamese.
 _SPEND = re.compile(
-    r"(?i)\b(?:spen[dt]|spending|(?:chi\s*tiêu|chi\s*tieu|đã\s*tiêu|da\s*tieu|tiêu\s*hết)\w*)\b"
+    r"(?i)\b(?:spen[dt]|spending"
+    r"|(?:chi\s*tiêu|chi\s*tieu|đã\s*tiêu|da\s*tieu|tiêu\s*hết)\w*)\b"
 )
 #: Answers a spending question may have been taken for (it names money and an order).
 _SPENDING_FROM = frozenset({"product_question", "order_status", "out_of_scope"})
@@ -50,9 +56,15 @@ _SPENDING_FROM = frozenset({"product_question", "order_status", "out_of_scope"})
 #: How a turn that escalated is marked in its flags, so a redelivered message replays it.
 _ESCALATED = "escalated:"
 
-_VI_LETTERS = re.compile(
-    "[ăâđêôơưàáảãạằắẳẵặầấẩẫậèéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộờớởỡợùúủũụừứửữựỳýỷỹỵ]", re.IGNORECASE
+#: Letters only Vietnamese uses among the Latin ones (lower case; matched ignoring case).
+_VI_ONLY_LETTERS = "".join(
+    (
+        "ăâđêôơưàáảãạằắẳẵặầấẩẫậ",
+        "èéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộ",
+        "ờớởỡợùúủũụừứửữựỳýỷỹỵ",
+    )
 )
+_VI_LETTERS = re.compile(f"[{_VI_ONLY_LETTERS}]", re.IGNORECASE)
 #: Common words of each language, as typed on a phone (Vietnamese often without diacritics).
 _VI_WORDS = frozenset(
     re.findall(

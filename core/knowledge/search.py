@@ -49,7 +49,8 @@ HYBRID_DEPTH = 50
 _STOP_WORDS = """a an and any are as at be can could do does for from have i i'd i'm in is it
     looking me my need of on or please some something that the there this to want we what where
     which with would you your find show get like
-    tôi mình bạn là của và cho một những các được này thì với để không gì nào muốn cần tìm
+    tôi mình bạn là của và cho một những các được này thì với để
+    không gì nào muốn cần tìm
     hãy nhé ạ ở có"""
 STOP_WORDS = frozenset(_STOP_WORDS.split())
 

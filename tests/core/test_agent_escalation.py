@@ -98,7 +98,8 @@ def test_an_sms_asking_for_a_person_is_queued_answered_by_an_operator_and_handed
     )
     assert answer.status_code == 201, answer.text
     assert twilio.received[-1].to == LAN_PHONE
-    assert twilio.received[-1].body == "Chào chị Lan, em là Hoa. Đơn ORD-1001 sẽ giao chiều nay ạ."
+    operator_text = "Chào chị Lan, em là Hoa. Đơn ORD-1001 sẽ giao chiều nay ạ."
+    assert twilio.received[-1].body == operator_text
     assert _queue(runtime)[0]["status"] == "answered"
 
     back = app.post(f"/v1/agents/conversations/{conversation_id}/handback", headers=operator)
@@ -152,7 +153,10 @@ def test_an_unsure_turn_between_sure_ones_does_not_escalate(runtime, world):
 
 @pytest.mark.parametrize(
     "text",
-    ["This is terrible, I am very disappointed with you", "Dịch vụ quá tệ, tôi rất thất vọng"],
+    [
+        "This is terrible, I am very disappointed with you",
+        "Dịch vụ quá tệ, tôi rất thất vọng",
+    ],
 )
 def test_an_upset_customer_goes_to_a_person(runtime, world, text):
     [reply] = _say(runtime, text)

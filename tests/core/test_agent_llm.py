@@ -75,7 +75,8 @@ def test_a_grounded_llm_reply_is_sent(world, peer):
 
     reply = _say(world, "Trà sen vàng giá bao nhiêu?")
 
-    assert reply.text == "Trà sen vàng giá 49.000 ₫ nhưng đang tạm hết hàng, bạn nhé!"
+    out_of_stock = "Trà sen vàng giá 49.000 ₫ nhưng đang tạm hết hàng, bạn nhé!"
+    assert reply.text == out_of_stock
     _, agent = _last_turns(world, reply)
     assert (agent["written_by"], agent["grounded"]) == ("llm", True)
     assert agent["facts"] == ["product:TEA-002"]

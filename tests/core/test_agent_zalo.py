@@ -39,7 +39,10 @@ def app(runtime: Runtime, peer: ZaloPeer) -> Iterator[TestClient]:
         runtime,
         lan,
         order(
-            "u-lan-z", "ORD-3003", "2026-06-02", [("CF-001", "Cà phê sữa đá", "coffee", 3, 29000)]
+            "u-lan-z",
+            "ORD-3003",
+            "2026-06-02",
+            [("CF-001", "Cà phê sữa đá", "coffee", 3, 29000)],
         ),
     )
     runtime.settings = dataclasses.replace(

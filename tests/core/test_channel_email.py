@@ -195,7 +195,8 @@ def test_a_message_goes_over_starttls_with_text_html_and_a_stable_message_id(
     # SMTP carries lines ending in CRLF
     plain = mail.get_body(("plain",)).get_content().replace("\r\n", "\n")
     html = mail.get_body(("html",)).get_content()
-    assert plain.strip() == "Xin chào Lan,\n\nĐơn hàng A-17 đã được giao.\nCảm ơn bạn!"
+    expected_plain = "Xin chào Lan,\n\nĐơn hàng A-17 đã được giao.\nCảm ơn bạn!"
+    assert plain.strip() == expected_plain
     assert "<p>Xin chào Lan,</p>" in html
     assert "<p>Đơn hàng A-17 đã được giao.<br>Cảm ơn bạn!</p>" in html
     assert "List-Unsubscribe" not in mail and "<img" not in html

@@ -148,7 +148,8 @@ def test_an_inbound_sms_is_answered_once_through_the_rest_api(
     assert answer.headers["content-type"].startswith("text/xml")
     assert answer.text.endswith("<Response/>")
     [seen] = responder.seen
-    assert (seen.channel, seen.sender, seen.text) == ("sms", CUSTOMER, "Đơn hàng của tôi đâu?")
+    question = "Đơn hàng của tôi đâu?"
+    assert (seen.channel, seen.sender, seen.text) == ("sms", CUSTOMER, question)
     assert seen.external_id == "SM" + "1" * 32
     assert seen.identifiers == (("phone", CUSTOMER),)
     [reply] = twilio.received

@@ -220,7 +220,8 @@ def test_an_inbound_text_is_answered_once(
     )
     assert seen.identifiers == (("zalo_id", CUSTOMER),) and seen.external_id == "m" * 32
     [reply] = peer.received
-    assert (reply.user_id, reply.text) == (CUSTOMER, "Dạ, cửa hàng mở cửa đến 21:00 ạ.")
+    answer = "Dạ, cửa hàng mở cửa đến 21:00 ạ."
+    assert (reply.user_id, reply.text) == (CUSTOMER, answer)
 
 
 def test_a_forged_event_or_one_for_another_app_is_refused_and_nothing_recorded(

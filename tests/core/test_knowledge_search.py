@@ -16,14 +16,18 @@ from c360.knowledge.store import Item
 MODES = ("hybrid", "vector", "text")
 
 CATALOGUE = [
-    Item("product:PHO", "product", "Phở bò tái", "Phở bò Hà Nội với thịt bò tái, bánh phở và "
-         "nước dùng hầm xương.", "vi", {"price": 65000, "category": "món nước", "stock": 12}),
-    Item("product:BANHMI", "product", "Bánh mì thịt nướng", "Bánh mì giòn kẹp thịt heo nướng "
-         "và đồ chua.", "vi", {"price": 35000, "category": "bánh mì", "stock": 0}),
+    Item("product:PHO", "product", "Phở bò tái",
+         "Phở bò Hà Nội với thịt bò tái, bánh phở và "
+         "nước dùng hầm xương.", "vi",
+         {"price": 65000, "category": "món nước", "stock": 12}),
+    Item("product:BANHMI", "product", "Bánh mì thịt nướng",
+         "Bánh mì giòn kẹp thịt heo nướng và đồ chua.", "vi",
+         {"price": 35000, "category": "bánh mì", "stock": 0}),
     Item("product:CROISSANT", "product", "Butter croissant", "Baked every morning with French "
          "butter.", "en", {"price": 28000, "category": "bakery"}),
-    Item("product:EGGCOFFEE", "product", "Cà phê trứng", "Kem trứng đánh bông trên cà phê nóng.",
-         "vi", {"price": 45000, "category": "cà phê", "region": "ha-noi"}),
+    Item("product:EGGCOFFEE", "product", "Cà phê trứng",
+         "Kem trứng đánh bông trên cà phê nóng.", "vi",
+         {"price": 45000, "category": "cà phê", "region": "ha-noi"}),
     Item("product:COLDBREW", "product", "Cold brew coffee", "Coffee steeped cold for 18 hours.",
          "en", {"price": 55000, "category": "coffee", "region": ["ho-chi-minh", "da-nang"]}),
     Item("promotion:TET2027", "promotion", "Tết gift box offer", "15% off gift boxes before "
