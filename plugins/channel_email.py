@@ -25,7 +25,7 @@ from typing import Any, Literal
 from c360.channels.base import EMAIL, OutboundMessage, SendResult
 from c360.errors import InputError
 from c360.hookspecs import hookimpl
-from c360.reports.mailer import SMTP_TIMEOUT_S, check_recipients, secure_and_sign_in
+from c360.reports.mailer import check_recipients, smtp_session
 from c360.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,8 @@ class EmailChannel:
             return SendResult(status="failed", error=exc.message)
         settings = self.settings
         try:
-            with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_S) as s:
-                secure_and_sign_in(s, settings)
-                s.send_message(mail, to_addrs=[message.to])
+            with smtp_session(settings) as smtp:
+                smtp.send_message(mail, to_addrs=[message.to])
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()), (550, b""))
             return _refused(code, reply, "bounced", f"the server refused {message.to}")

@@ -10,7 +10,8 @@ import re
 import smtplib
 import ssl
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -72,8 +73,7 @@ def send_report(
         raise MailError("no SMTP server is configured: set C360_SMTP_HOST (and C360_SMTP_PORT)")
     message = compose(settings.smtp_from, recipients, report, pdf_bytes, name)
     try:
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_S) as smtp:
-            secure_and_sign_in(smtp, settings)
+        with smtp_session(settings) as smtp:
             refused = smtp.send_message(message)
     except smtplib.SMTPNotSupportedError as exc:
         raise MailError(
@@ -128,6 +128,30 @@ def attachment_name(report: Report) -> str:
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_title).strip("-").lower()[:60] or "report"
     return f"{slug}-{report.generated_at:%Y-%m-%d}.pdf"
+
+
+@contextmanager
+def smtp_session(settings: Settings) -> Iterator[smtplib.SMTP]:
+    """A connection to the SMTP server in settings, secured and signed in; closed with a QUIT
+    whose answer does not matter. A message the server accepted (250 to its DATA) is sent
+    whatever QUIT gets: smtplib's own `with` raises when QUIT fails or is refused, and a
+    sender that took that for a failed send would send the message a second time."""
+    smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_S)
+    try:
+        secure_and_sign_in(smtp, settings)
+        yield smtp
+    finally:
+        _quit_quietly(smtp)
+
+
+def _quit_quietly(smtp: smtplib.SMTP) -> None:
+    """Say QUIT, then close whatever the server answered (or if it answered nothing)."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError) as exc:
+        log.debug("The SMTP server did not close the session cleanly: %s.", exc)
+    finally:
+        smtp.close()
 
 
 def secure_and_sign_in(smtp: smtplib.SMTP, settings: Settings) -> None:

@@ -7,6 +7,7 @@ refused recipient (5xx) and a server that is down each end as they should."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
@@ -29,6 +30,8 @@ from cryptography.x509.oid import NameOID
 from c360.channels import delivery
 from c360.channels.base import OutboundMessage
 from c360.errors import SettingsError
+from c360.reports import mailer
+from c360.reports.model import Report, Text
 from c360.runtime import Runtime
 from c360.settings import load_settings
 
@@ -45,6 +48,8 @@ class Mailbox:
         self.received: list[tuple[list[str], EmailMessage, bool]] = []
         self.bounce: set[str] = set()
         self.busy = 0
+        #: how QUIT ends: None (221 Bye), "refuse" (421), "drop" (no answer) or "stall"
+        self.quit: str | None = None
 
     async def handle_RCPT(self, server, session, envelope, address, options) -> str:
         if address in self.bounce:
@@ -59,6 +64,15 @@ class Mailbox:
         mail = message_from_bytes(envelope.content, policy=policy.default)
         self.received.append((list(envelope.rcpt_tos), mail, session.ssl is not None))
         return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope) -> str | None:
+        if self.quit == "stall":
+            await asyncio.sleep(2)
+        elif self.quit == "drop":
+            server.transport.close()
+        elif self.quit == "refuse":
+            return "421 4.3.2 shutting down"
+        return "221 Bye"
 
 
 @dataclasses.dataclass
@@ -231,6 +245,58 @@ def test_the_same_key_is_mailed_once(runtime: Runtime, mailbox: Mailbox):
     delivery.send_now(runtime, email())
 
     assert len(mailbox.received) == 1
+
+
+@pytest.mark.parametrize("quit_ends", ["refuse", "drop", "stall"])
+def test_a_message_the_server_accepted_is_sent_whatever_quit_gets(
+    runtime: Runtime, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, quit_ends: str
+):
+    # smtplib's own `with` raises when QUIT is refused or times out after the 250 to DATA:
+    # taken for a failed send, the message was marked failed or sent a second time
+    monkeypatch.setattr(mailer, "SMTP_TIMEOUT_S", 0.5)
+    mailbox.quit = quit_ends
+
+    row = delivery.send_now(runtime, email())
+    delivery.run_due(runtime, now=datetime_after(delivery.RETRY_MAX))
+
+    assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
+    assert len(mailbox.received) == 1
+
+
+def test_a_report_the_server_accepted_is_not_an_error_when_quit_is_refused(
+    runtime: Runtime, mailbox: Mailbox
+):
+    mailbox.quit = "refuse"
+    report = Report("Weekly revenue", sections=[Text("Revenue rose.")])
+
+    mailer.send_report(runtime.settings, ["lan@example.com"], report, b"%PDF-1.4", "Weekly")
+
+    [(recipients, mail, _)] = mailbox.received
+    assert recipients == ["lan@example.com"] and mail["Subject"] == "Weekly: Weekly revenue"
+
+
+def test_a_send_never_recorded_goes_again_with_the_same_message_id(
+    runtime: Runtime, mailbox: Mailbox
+):
+    sent = delivery.send_now(runtime, email())
+    # what a worker killed between the server's 250 and the record leaves behind
+    with runtime.pool.connection() as conn:
+        conn.execute(
+            "UPDATE channels.deliveries SET status = 'sending', lease_until = %s"
+            " WHERE delivery_id = %s",
+            (datetime_after(-delivery.LEASE), sent.delivery_id),
+        )
+
+    assert delivery.run_due(runtime) == 1
+
+    first, second = (mail for _, mail, _ in mailbox.received)
+    assert first["Message-ID"] == second["Message-ID"]  # a receiver can tell it is one message
+    assert delivery.get(runtime, sent.delivery_id).status == "sent"
+
+
+def datetime_after(wait: dt.timedelta) -> dt.datetime:
+    """A moment past every retry the outbox would have scheduled by then."""
+    return dt.datetime.now(dt.UTC) + wait
 
 
 def test_a_busy_server_is_retried_and_a_refused_recipient_bounces(
