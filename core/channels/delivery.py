@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from psycopg.types.json import Jsonb
 from c360.channels.base import Channel, DeliveryUpdate, OutboundMessage, SendResult
 from c360.channels.registry import channels_for
 from c360.errors import InputError
+from c360.periodic import PeriodicTask
 from c360.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -289,33 +289,20 @@ def backoff(attempts: int, retry_after_s: float | None = None) -> timedelta:
     return wait
 
 
-class DeliverySender(threading.Thread):
+class DeliverySender(PeriodicTask):
     """The worker's loop: attempt due deliveries, and answer inbound messages nobody answered
     in time (their process died), every `interval_s` seconds until `stop()`."""
 
     def __init__(self, runtime: Runtime, interval_s: float = POLL_INTERVAL_S) -> None:
-        super().__init__(name="c360-delivery-sender", daemon=True)
+        super().__init__("c360-delivery-sender", interval_s)
         self.runtime = runtime
-        self.interval_s = interval_s
-        self._stop_event = threading.Event()
 
-    def run(self) -> None:
-        """Pass after pass until stopped; a failing pass is logged and the loop goes on."""
+    def tick(self) -> None:
+        """One pass (an attempt in progress when stop() is asked finishes first)."""
         from c360.channels import inbox  # inbox sends its replies through this module
 
-        while not self._stop_event.is_set():
-            try:
-                run_due(self.runtime)
-                inbox.handle_stale(self.runtime)
-            except Exception:
-                log.exception("A pass of the delivery sender failed; retrying next time.")
-            self._stop_event.wait(self.interval_s)
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Ask the loop to end and wait for it (an attempt in progress finishes first)."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
+        run_due(self.runtime)
+        inbox.handle_stale(self.runtime)
 
 
 def message_of(payload: Mapping[str, Any]) -> OutboundMessage:

@@ -18,7 +18,6 @@ profile only when it updates it: a back-fill (scheduled, or on request) brings t
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +32,7 @@ from c360.analytics import cache as analytics_cache
 from c360.errors import AdapterError, C360Error, InputError
 from c360.events.model import encode
 from c360.governance import attributes
+from c360.periodic import PeriodicTask
 from c360.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -109,22 +109,14 @@ def get_run(conn: psycopg.Connection, run_id: int) -> F0Run | None:
     return F0Run(**row) if row else None
 
 
-class F0Scheduler(threading.Thread):
-    """Runs `sync` every `settings.f0_sync_minutes` (0: never) in a daemon thread; a sync
-    already running elsewhere is skipped, not waited for. `stop()` ends it."""
+class F0Scheduler(PeriodicTask):
+    """Runs `sync` every `settings.f0_sync_minutes` (0: never), the first after one interval;
+    a sync already running elsewhere is skipped, not waited for. `stop()` ends it."""
 
     def __init__(self, runtime: Runtime, minutes: float | None = None) -> None:
-        super().__init__(name="c360-f0-scheduler", daemon=True)
+        minutes = runtime.settings.f0_sync_minutes if minutes is None else minutes
+        super().__init__("c360-f0-scheduler", (minutes or 0) * 60, run_at_start=False)
         self.runtime = runtime
-        self.minutes = runtime.settings.f0_sync_minutes if minutes is None else minutes
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        """Sync, then sleep the interval, until stopped."""
-        if not self.minutes or self.minutes <= 0:
-            return
-        while not self._stopped.wait(self.minutes * 60):
-            self.tick()
 
     def tick(self) -> F0Run | None:
         """One scheduled sync; None when another was running or the store was unreachable."""
@@ -135,13 +127,6 @@ class F0Scheduler(threading.Thread):
         except (psycopg.Error, C360Error):
             log.warning("Scheduled F0 sync could not start.", exc_info=True)
         return None
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Ask the thread to end after its current sync; wait up to `timeout` seconds for it
-        (None: as long as it takes)."""
-        self._stopped.set()
-        if self.is_alive():
-            self.join(timeout)
 
 
 def _run(runtime: Runtime, actor: str, backfill: bool | list[str], trigger: str) -> F0Run:

@@ -13,7 +13,6 @@ reads profiles and notify.*, writes channels.deliveries through c360.channels.de
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from psycopg.rows import dict_row
 from c360.channels.base import OutboundMessage
 from c360.errors import C360Error
 from c360.notifications import policy, preferences, rules, templates
+from c360.periodic import PeriodicTask
 from c360.runtime import Runtime
 from c360.stages.f3_resolve import load_documents
 
@@ -51,7 +51,7 @@ LANGUAGE_TRAITS = ("language", "lang", "locale")
 Enqueue = Callable[..., int]
 
 
-class NotificationScheduler(threading.Thread):
+class NotificationScheduler(PeriodicTask):
     """Hand due sends to the outbox every `interval_s` seconds until `stop()`."""
 
     def __init__(
@@ -60,25 +60,17 @@ class NotificationScheduler(threading.Thread):
         interval_s: float = INTERVAL_S,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        super().__init__(name="notification-scheduler", daemon=True)
+        super().__init__("notification-scheduler", interval_s)
         self._runtime = runtime
-        self._interval_s = interval_s
         self._clock = clock or _now
-        self._stopped = threading.Event()
 
-    def run(self) -> None:
-        while not self._stopped.wait(self._interval_s):
-            try:
-                while run_due(self._runtime, self._clock()) == BATCH:
-                    pass  # a full pass: more may be due at once
-            except (psycopg.Error, redis.RedisError, OSError) as exc:
-                log.warning("Could not hand due notifications over: %s; trying again.", exc)
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop after the current pass; wait up to `timeout` seconds for it."""
-        self._stopped.set()
-        if self.is_alive():
-            self.join(timeout)
+    def tick(self) -> None:
+        """Every send due now; a store that cannot be reached is tried again next pass."""
+        try:
+            while run_due(self._runtime, self._clock()) == BATCH:
+                pass  # a full pass: more may be due at once
+        except (psycopg.Error, redis.RedisError, OSError) as exc:
+            log.warning("Could not hand due notifications over: %s; trying again.", exc)
 
 
 def run_due(runtime: Runtime, now: datetime, enqueue: Enqueue | None = None) -> int:

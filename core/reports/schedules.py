@@ -13,7 +13,6 @@ analytics.report_runs and the audit log; talks to the SMTP server in settings.
 from __future__ import annotations
 
 import logging
-import threading
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -26,6 +25,7 @@ from c360 import audit
 from c360.access import Principal
 from c360.accounts import principal_for_user
 from c360.errors import C360Error, InputError
+from c360.periodic import PeriodicTask
 from c360.reports import registry
 from c360.reports.mailer import check_recipients, send_report
 from c360.reports.pdf import render_pdf
@@ -247,31 +247,18 @@ def run_due(runtime: Runtime, now: datetime | None = None) -> list[Run]:
     return made
 
 
-class ReportScheduler(threading.Thread):
+class ReportScheduler(PeriodicTask):
     """The worker's loop: `run_due` now and every `interval_s` seconds until `stop()`."""
 
     def __init__(self, runtime: Runtime, interval_s: float = CHECK_INTERVAL_S) -> None:
-        super().__init__(name="c360-report-scheduler", daemon=True)
+        super().__init__("c360-report-scheduler", interval_s)
         self.runtime = runtime
-        self.interval_s = interval_s
-        self._stop_event = threading.Event()
 
-    def run(self) -> None:
-        """Send due reports until stopped; a failing pass is logged and the loop goes on."""
-        while not self._stop_event.is_set():
-            try:
-                sent = run_due(self.runtime)
-                if sent:
-                    log.info("Ran %d scheduled reports.", len(sent))
-            except Exception:
-                log.exception("A pass of the report scheduler failed; retrying next time.")
-            self._stop_event.wait(self.interval_s)
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Ask the loop to end and wait for it (a run in progress finishes first)."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
+    def tick(self) -> None:
+        """Send the reports that are due."""
+        sent = run_due(self.runtime)
+        if sent:
+            log.info("Ran %d scheduled reports.", len(sent))
 
 
 def _claim_one(conn: psycopg.Connection, moment: datetime) -> dict[str, Any] | None:

@@ -8,10 +8,10 @@ is idempotent, so two workers doing it at once only repeat each other.
 from __future__ import annotations
 
 import logging
-import threading
 
 import psycopg
 
+from c360.periodic import PeriodicTask
 from c360.runtime import Runtime
 from c360.segments import membership
 
@@ -21,18 +21,13 @@ log = logging.getLogger(__name__)
 INTERVAL_S = 3600.0
 
 
-class SegmentRefresher(threading.Thread):
-    """Recompute every saved segment every `interval_s` seconds until `stop()`."""
+class SegmentRefresher(PeriodicTask):
+    """Recompute every saved segment every `interval_s` seconds (the first after one
+    interval: the segments stage keeps them current meanwhile) until `stop()`."""
 
     def __init__(self, runtime: Runtime, interval_s: float = INTERVAL_S) -> None:
-        super().__init__(name="segment-refresher", daemon=True)
+        super().__init__("segment-refresher", interval_s, run_at_start=False)
         self._runtime = runtime
-        self._interval_s = interval_s
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self._stopped.wait(self._interval_s):
-            self.tick()
 
     def tick(self) -> dict[int, int]:
         """One full recomputation; a failure is logged and tried again next time."""
@@ -42,10 +37,3 @@ class SegmentRefresher(threading.Thread):
         except (psycopg.Error, OSError) as exc:
             log.warning("Could not recompute saved segments: %s; trying again later.", exc)
             return {}
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop after the current recomputation (if any); wait up to `timeout` seconds for it
-        (None: as long as it takes)."""
-        self._stopped.set()
-        if self.is_alive():
-            self.join(timeout)
