@@ -1,6 +1,10 @@
 """Deletion requests ("forget me"): received by any identifier, then run: the profile and
 every profile merged into it, their identifiers, events, consent, merge evidence, matcher
-records and the cached document are erased, in one transaction, audited.
+records, conversations with the agents, notifications, the messages c360 sent them and those
+they sent (channels.deliveries and channels.inbound, matched by profile or by their own
+addresses) and the cached document are erased, in one transaction, audited. An address's
+unsubscribe (notify.preferences by address) is kept: it is what stops the next import from
+mailing them again.
 
 Reads and writes `governance.deletion_requests` and the tables above, and recomputes the saved
 segments the person was in (analytics.segments). The lake is append-only Parquet and its
@@ -24,6 +28,7 @@ from psycopg.types.json import Jsonb
 
 from c360 import audit
 from c360.errors import AdapterError, InputError
+from c360.notifications.scheduler import ADDRESS_SOURCES
 from c360.profile_service import get_profile
 from c360.runtime import Runtime
 from c360.segments.membership import compute_full
@@ -79,7 +84,7 @@ def run_deletion(runtime: Runtime, request_id: int, actor: str = "c360") -> dict
         try:
             with conn.transaction():
                 region = runtime.settings.default_region
-                counts = _erase(conn, doc["profile_id"], region) if doc else {"profiles": 0}
+                counts = _erase(conn, doc, region) if doc else {"profiles": 0}
                 _finish(conn, request_id, "done", counts, None)
                 audit.record(
                     conn,
@@ -194,17 +199,18 @@ _DEPENDENTS = (
 )
 
 
-def _erase(conn: psycopg.Connection, profile_id: str, region: str) -> dict[str, Any]:
-    """Delete a live profile's cluster and everything that points at it, then recompute the
-    saved segments it was in; the counts."""
+def _erase(conn: psycopg.Connection, doc: dict[str, Any], region: str) -> dict[str, Any]:
+    """Delete a live profile's cluster (`doc` is its document) and everything that points at
+    it, then recompute the saved segments it was in; the counts."""
     ids = [
         row[0]
         for row in conn.execute(
             "SELECT profile_id FROM profiles WHERE profile_id = %(p)s OR merged_into = %(p)s"
             " FOR UPDATE",
-            {"p": profile_id},
+            {"p": doc["profile_id"]},
         )
     ]
+    messages = _erase_messages(conn, ids, _addresses(conn, ids, doc))
     lake_files = [
         row[0]
         for row in conn.execute(
@@ -222,7 +228,7 @@ def _erase(conn: psycopg.Connection, profile_id: str, region: str) -> dict[str, 
             (ids,),
         )
     ]
-    counts: dict[str, Any] = {}
+    counts: dict[str, Any] = dict(messages)
     for name, sql in _DEPENDENTS:
         counts[name] = conn.execute(sql, {"ids": ids}).rowcount
     conn.execute("UPDATE profiles SET merged_into = NULL WHERE profile_id = ANY(%s)", (ids,))
@@ -234,6 +240,47 @@ def _erase(conn: psycopg.Connection, profile_id: str, region: str) -> dict[str, 
     # no lake file holds their events (none reached the lake): nothing is left to rewrite
     counts["lake"] = {"status": "pending" if lake_files else "done", "files": lake_files}
     return counts
+
+
+def _addresses(
+    conn: psycopg.Connection, ids: list[Any], doc: dict[str, Any]
+) -> set[tuple[str, str]]:
+    """(channel, address) pairs, lower-cased, where the person was reached or wrote from: the
+    addresses notifications would use (identifiers and traits, as the scheduler picks them)
+    and those of their conversations with the agents (a web-chat visitor's conversation id)."""
+    found: set[tuple[str, str]] = set()
+    traits = doc.get("traits") or {}
+    for channel, (id_types, trait_names) in ADDRESS_SOURCES.items():
+        for ident in doc.get("identifiers") or ():
+            if ident.get("type") in id_types and ident.get("value"):
+                found.add((channel, str(ident["value"]).lower()))
+        for name in trait_names:
+            value = traits.get(name)
+            if isinstance(value, str) and value.strip():
+                found.add((channel, value.strip().lower()))
+    for channel, address in conn.execute(
+        "SELECT channel, address FROM agents.conversations WHERE profile_id = ANY(%s)", (ids,)
+    ):
+        found.add((channel, address.lower()))
+    return found
+
+
+def _erase_messages(
+    conn: psycopg.Connection, ids: list[Any], addresses: set[tuple[str, str]]
+) -> dict[str, int]:
+    """Delete what c360 sent the person (deliveries and their history) and what they sent
+    (inbound messages); how many of each."""
+    pairs = {"ids": ids, "channels": [c for c, _ in addresses], "to": [a for _, a in addresses]}
+    to_them = "SELECT * FROM unnest(%(channels)s::text[], %(to)s::text[])"  # (channel, address)
+    deliveries = conn.execute(
+        "DELETE FROM channels.deliveries WHERE profile_id = ANY(%(ids)s)"
+        f" OR (channel, lower(address)) IN ({to_them})",
+        pairs,
+    ).rowcount
+    inbound = conn.execute(
+        f"DELETE FROM channels.inbound WHERE (channel, lower(sender)) IN ({to_them})", pairs
+    ).rowcount
+    return {"deliveries": deliveries, "inbound": inbound}
 
 
 def _recompute_segments(conn: psycopg.Connection, segment_ids: list[int], region: str) -> int:

@@ -153,3 +153,56 @@ def test_requests_are_checked_and_run_once(runtime):
     with pytest.raises(InputError) as error:
         deletions.run_deletion(runtime, request["request_id"])
     assert error.value.code == "deletion_not_runnable"
+
+
+def test_what_was_sent_to_the_person_and_what_they_sent_goes_with_them(runtime):
+    setup_two_people(runtime)
+    identify = {"type": "identify", "messageId": "a3", "userId": "lan"}
+    run(runtime, {**identify, "traits": {"phone": "+84901234567"}})
+    lan = get_profile(runtime, "lan")
+    minh = get_profile(runtime, "minh")
+    with runtime.pool.connection() as conn:
+        conn.execute(
+            "INSERT INTO agents.conversations (conversation_id, agent, profile_id, channel,"
+            " address) VALUES (gen_random_uuid(), 'shop', %s, 'webchat', 'chat-lan')",
+            (lan["profile_id"],),
+        )
+        sent = [
+            ("email", "lan@example.vn", lan["profile_id"]),  # a notification
+            ("email", "LAN@Example.vn", None),  # an operator's mail before she was known
+            ("sms", "+84901234567", None),  # an agent's reply to her text
+            ("email", "minh@example.vn", minh["profile_id"]),
+            ("sms", "+84900000000", None),
+        ]
+        for number, (channel, address, profile_id) in enumerate(sent):
+            (delivery_id,) = conn.execute(
+                "INSERT INTO channels.deliveries (idempotency_key, channel, address, profile_id,"
+                " purpose, payload, next_attempt_at) VALUES (%s, %s, %s, %s, 'orders', '{}',"
+                " now()) RETURNING delivery_id",
+                (f"k{number}", channel, address, profile_id),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO channels.delivery_events (delivery_id, kind) VALUES (%s, 'sent')",
+                (delivery_id,),
+            )
+        received = [("sms", "+84901234567"), ("webchat", "chat-lan"), ("sms", "+84900000000")]
+        for number, (channel, sender) in enumerate(received):
+            conn.execute(
+                "INSERT INTO channels.inbound (channel, external_id, sender, message,"
+                " received_at, lease_until) VALUES (%s, %s, %s, '{}', now(), now())",
+                (channel, f"m{number}", sender),
+            )
+        request = deletions.request_deletion(conn, "user:dpo", "lan")
+
+    done = deletions.run_deletion(runtime, request["request_id"])
+
+    assert (done["counts"]["deliveries"], done["counts"]["inbound"]) == (3, 2)
+    with runtime.pool.connection() as conn:
+        kept = conn.execute(
+            "SELECT channel, address FROM channels.deliveries ORDER BY delivery_id"
+        ).fetchall()
+        history = conn.execute("SELECT count(*) FROM channels.delivery_events").fetchone()[0]
+        senders = conn.execute("SELECT sender FROM channels.inbound").fetchall()
+        chats = conn.execute("SELECT count(*) FROM agents.conversations").fetchone()[0]
+    assert kept == [("email", "minh@example.vn"), ("sms", "+84900000000")]
+    assert history == 2 and senders == [("+84900000000",)] and chats == 0
