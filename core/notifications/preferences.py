@@ -33,6 +33,8 @@ ALL_PURPOSES = "*"
 UNSUBSCRIBE, OPEN = "u", "o"
 #: Bytes of HMAC kept in a link: 128 bits cannot be guessed, and links stay short.
 _MAC_BYTES = 16
+#: What the links' key is derived under (see _links_key).
+_LINKS_LABEL = b"c360 notification links v1"
 
 _SECRETS: dict[Path, bytes] = {}
 _SECRETS_LOCK = threading.Lock()
@@ -172,7 +174,14 @@ def _read_or_make(path: Path) -> bytes:
 
 def _mac(settings: Settings, kind: str, send_id: int) -> bytes:
     message = f"c360-notify:{kind}:{send_id}".encode()
-    return hmac.new(engage_secret(settings), message, hashlib.sha256).digest()[:_MAC_BYTES]
+    return hmac.new(_links_key(settings), message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _links_key(settings: Settings) -> bytes:
+    """The links' own key, derived from the engage secret: the web chat's userHash is an HMAC
+    of any user id under the secret itself, and the demo page makes one for whatever id a
+    signed-in user names, so under one key a crafted id would sign an unsubscribe link."""
+    return hmac.new(engage_secret(settings), _LINKS_LABEL, hashlib.sha256).digest()
 
 
 def _record(

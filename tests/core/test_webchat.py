@@ -12,6 +12,7 @@ browser test.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -459,6 +460,19 @@ def test_user_hash_is_the_hmac_of_the_user_id_under_the_engage_secret(
     key = (tmp_path / "data" / "engage.secret").read_bytes().strip()
     assert first == signed("cdnow-00499", key)["userHash"]
     assert webchat.user_hash(unset, "cdnow-00499") == first
+
+
+def test_a_user_hash_made_for_a_crafted_id_signs_no_link(settings: Settings) -> None:
+    """The demo page makes a userHash for any id a signed-in user names; one crafted to read
+    like a link's signed text must not unsubscribe anybody."""
+    from c360.notifications import preferences
+
+    crafted = webchat.user_hash(settings, f"c360-notify:{preferences.UNSUBSCRIBE}:42")
+    mac = base64.urlsafe_b64encode(bytes.fromhex(crafted)[:16]).decode().rstrip("=")
+    with pytest.raises(preferences.InvalidLink):
+        preferences.read_link_token(settings, preferences.UNSUBSCRIBE, f"42.{mac}")
+    real = preferences.make_link_token(settings, preferences.UNSUBSCRIBE, 42)
+    assert preferences.read_link_token(settings, preferences.UNSUBSCRIBE, real) == 42
 
 
 def test_an_unverified_visitor_learns_nothing_about_the_customer(
