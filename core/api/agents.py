@@ -28,6 +28,8 @@ from litestar.handlers import HTTPRouteHandler
 from c360 import audit
 from c360.access import Principal
 from c360.agents import dialogue, escalation, personas, service
+from c360.api import bodies
+from c360.api.bodies import documented
 from c360.errors import InputError, Unauthorized
 from c360.events.model import decode_any, encode
 
@@ -60,7 +62,11 @@ async def read_persona(state: State, agent: str) -> Response[bytes]:
     return _json(await _with_conn(state, read))
 
 
-@put("/v1/agents/personas/{agent:str}", opt={"permission": "agents:write"})
+@put(
+    "/v1/agents/personas/{agent:str}",
+    opt={"permission": "agents:write"},
+    operation_class=documented(bodies.PERSONA),
+)
 async def update_persona(
     request: Request, state: State, agent: str, body: bytes
 ) -> Response[bytes]:
@@ -137,6 +143,7 @@ async def take_escalation(request: Request, state: State, escalation_id: int) ->
     "/v1/agents/conversations/{conversation_id:str}/reply",
     status_code=201,
     opt={"permission": "agents:operate"},
+    operation_class=documented(bodies.OPERATOR_REPLY),
 )
 async def reply(
     request: Request, state: State, conversation_id: str, body: bytes

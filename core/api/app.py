@@ -205,8 +205,11 @@ def _openapi() -> OpenAPIConfig:
         title="c360",
         version=_version(),
         description="Events in, unified customer profiles out: gateway, F5 analytics and "
-        "profile API, identity actions, accounts. Authenticate with a session cookie "
-        "(POST /v1/session) or `Authorization: Bearer <token>`.",
+        "profile API, identity actions, accounts, governance, marketing knowledge, agents and "
+        "notifications. Authenticate with a session cookie (POST /v1/session) or "
+        "`Authorization: Bearer <token>`.",
+        # each route's docstring says what it does and what it answers when it refuses
+        use_handler_docstrings=True,
         render_plugins=[JsonRenderPlugin()],
         openapi_router=Router(
             path="/schema", route_handlers=[], opt={"public": True}, include_in_schema=False

@@ -31,6 +31,8 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, RawBody
 
+from c360.api import bodies
+from c360.api.bodies import documented
 from c360.errors import InputError
 from c360.events.model import decode_any, encode
 from c360.knowledge import loaders, search, store
@@ -65,7 +67,13 @@ _UPLOAD = {
 }
 
 
-@post("/v1/knowledge/items", status_code=200, opt={"permission": "knowledge:write"}, **_UPLOAD)
+@post(
+    "/v1/knowledge/items",
+    status_code=200,
+    opt={"permission": "knowledge:write"},
+    operation_class=documented(bodies.KNOWLEDGE_ITEMS),
+    **_UPLOAD,
+)
 async def put_items(state: State, body: RawBody) -> Response[bytes]:
     """Insert or update items by id; answers what changed and how many texts were embedded."""
     items = _items(body)
@@ -73,7 +81,13 @@ async def put_items(state: State, body: RawBody) -> Response[bytes]:
     return _json(asdict(counts))
 
 
-@post("/v1/knowledge/files", status_code=200, opt={"permission": "knowledge:write"}, **_UPLOAD)
+@post(
+    "/v1/knowledge/files",
+    status_code=200,
+    opt={"permission": "knowledge:write"},
+    operation_class=documented(bodies.KNOWLEDGE_FILE, bodies.KNOWLEDGE_FILE_QUERY),
+    **_UPLOAD,
+)
 async def load_file(request: Request, state: State, body: RawBody) -> Response[bytes]:
     """Load a CSV (Content-Type text/csv) or JSON / JSON Lines file sent as the body."""
     params = request.query_params

@@ -41,6 +41,8 @@ from litestar.handlers import HTTPRouteHandler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from c360.access import Principal
+from c360.api import bodies
+from c360.api.bodies import documented
 from c360.errors import InputError, Unauthorized
 from c360.events.model import encode
 from c360.notifications import service, tracking
@@ -61,7 +63,7 @@ async def list_rules(state: State) -> Response[bytes]:
     return _json({"rules": await _with_conn(state, service.list_rules)})
 
 
-@post("/v1/notifications/rules", opt=WRITE)
+@post("/v1/notifications/rules", opt=WRITE, operation_class=documented(bodies.RULE))
 async def create_rule(request: Request, state: State, body: bytes) -> Response[bytes]:
     """Save a rule; 409 when its name is taken."""
     actor = _principal(request).actor
@@ -76,7 +78,11 @@ async def read_rule(state: State, rule_id: int) -> Response[bytes]:
     return _json(await _with_conn(state, service.get_rule, rule_id))
 
 
-@put("/v1/notifications/rules/{rule_id:int}", opt=WRITE)
+@put(
+    "/v1/notifications/rules/{rule_id:int}",
+    opt=WRITE,
+    operation_class=documented(bodies.RULE_CHANGE),
+)
 async def update_rule(request: Request, state: State, rule_id: int, body: bytes) -> Response[bytes]:
     """Change a rule's fields (enable, disable, re-target)."""
     actor = _principal(request).actor
@@ -98,7 +104,7 @@ async def list_templates(state: State) -> Response[bytes]:
     return _json({"templates": found})
 
 
-@post("/v1/notifications/templates", opt=WRITE)
+@post("/v1/notifications/templates", opt=WRITE, operation_class=documented(bodies.TEMPLATE))
 async def save_template(request: Request, state: State, body: bytes) -> Response[bytes]:
     """Save a template as its next version; 400 naming the line of a template refused."""
     actor = _principal(request).actor
@@ -117,7 +123,12 @@ async def delete_template(request: Request, state: State, name: str) -> None:
     await _with_conn(state, service.delete_template, _principal(request).actor, name)
 
 
-@post("/v1/notifications/test", status_code=200, opt=WRITE)
+@post(
+    "/v1/notifications/test",
+    status_code=200,
+    opt=WRITE,
+    operation_class=documented(bodies.TEST_SEND),
+)
 async def test_send(request: Request, state: State, body: bytes) -> Response[bytes]:
     """Send a template to one address now (consent and quiet hours do not apply)."""
     actor = _principal(request).actor

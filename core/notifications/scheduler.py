@@ -151,12 +151,19 @@ def message_for(
     template: dict[str, Any],
     profile: dict[str, Any] | None,
     rule_name: str,
+    *,
+    sample: bool = False,
 ) -> OutboundMessage:
     """The rendered message of a send, with its unsubscribe link (and the open pixel when
-    the customer allows tracking). Raises TemplateError for a template failing on the data."""
+    the customer allows tracking); with no profile and `sample`, the template sees the sample
+    customer its checks use (a test send). Raises TemplateError for a template failing on the
+    data."""
     settings = runtime.settings
     unsubscribe = preferences.unsubscribe_url(settings, send["send_id"])
-    rendered = templates.render(template, context_for(profile, send, rule_name, unsubscribe))
+    context = context_for(profile, send, rule_name, unsubscribe)
+    if profile is None and sample:
+        context["profile"] = dict(templates.SAMPLE_CONTEXT["profile"])
+    rendered = templates.render(template, context)
     metadata = {"unsubscribe_url": unsubscribe, "send_id": str(send["send_id"])}
     if profile is not None and policy.allows_tracking(conn, profile["profile_id"]):
         metadata["open_pixel_url"] = preferences.open_pixel_url(settings, send["send_id"])

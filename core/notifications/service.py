@@ -249,7 +249,9 @@ def test_send(runtime: Runtime, actor: str, spec: Any, enqueue: Any = None) -> d
         send = {"send_id": row[0], "channel": data["channel"], "purpose": "test"}
         send |= {"address": data["to"], "facts": {"trigger": "test"}}
         try:
-            message = scheduler.message_for(runtime, conn, send, template, profile, "test")
+            message = scheduler.message_for(
+                runtime, conn, send, template, profile, "test", sample=True
+            )
         except Exception as exc:  # the template failed on this profile's data: say so
             raise InputError("template_failed", f"the template failed to render: {exc}") from None
         delivery_id = (enqueue or scheduler.outbox_enqueue)(runtime, message, now=now)

@@ -108,4 +108,5 @@ def test_a_stop_reply_opts_the_number_out_and_start_lets_texts_through_again(
     clock.advance(hours=1, minutes=1)
     run_scheduler(runtime, clock)
 
-    assert [t.body for t in twilio.received][1:] == ["Lan ơi, giỏ hàng của bạn vẫn đang chờ."]
+    reminder = "Lan ơi, giỏ hàng của bạn vẫn đang chờ."
+    assert [t.body for t in twilio.received][1:] == [reminder]
