@@ -88,6 +88,10 @@ _STATUS_OF_UPDATE: dict[str, str | None] = {
     "unsubscribed": None,
 }
 
+#: How long a provider's update for a message no delivery has recorded is kept: a send's
+#: answer comes within seconds, so a day-old one names a message c360 did not send.
+EARLY_UPDATE_TTL = timedelta(days=1)
+
 #: Event kinds counted on /metrics (the rest, such as pending and sending, are steps).
 COUNTED = ("sent", "retry", "failed", "bounced", "delivered", "read", "opened", "unsubscribed")
 
@@ -202,9 +206,11 @@ def run_due(runtime: Runtime, *, now: datetime | None = None, limit: int = MAX_P
 
 def apply_update(runtime: Runtime, update: DeliveryUpdate) -> int | None:
     """Record a provider's later word on a message it took (matched by its id for it) and
-    move the delivery's status forward; the delivery id, or None when no row matches."""
-    new_status = _STATUS_OF_UPDATE.get(update.state)
+    move the delivery's status forward; the delivery id. An update for an id no delivery has
+    recorded yet (it raced the send's own answer) is kept and applied when the id is recorded
+    (see _finish); None then."""
     with runtime.pool.connection() as conn, conn.transaction():
+        _lock_message(conn, update.channel, update.provider_id)
         row = conn.execute(
             "SELECT delivery_id, status FROM channels.deliveries"
             " WHERE channel = %s AND provider_id = %s ORDER BY delivery_id DESC LIMIT 1"
@@ -212,20 +218,10 @@ def apply_update(runtime: Runtime, update: DeliveryUpdate) -> int | None:
             (update.channel, update.provider_id),
         ).fetchone()
         if row is None:
-            log.info(
-                "A %s update names message %r, which c360 did not send; ignored.",
-                update.channel,
-                update.provider_id,
-            )
+            _keep_early(conn, update)
             return None
         delivery_id, status = row
-        _insert_event(conn, delivery_id, update.state, update.error, at=update.at)
-        if new_status and _moves_forward(status, new_status):
-            conn.execute(
-                "UPDATE channels.deliveries SET status = %s, updated_at = %s,"
-                " last_error = coalesce(%s, last_error) WHERE delivery_id = %s",
-                (new_status, _now(), update.error, delivery_id),
-            )
+        _apply(conn, delivery_id, status, update)
     _count(runtime, update.channel, update.state)
     return int(delivery_id)
 
@@ -435,7 +431,10 @@ def _finish(
 ) -> None:
     """Write an attempt's outcome, unless the row's lease went to another attempt meanwhile."""
     outcome, status, due, error = _outcome(row, result, moment)
+    early: list[DeliveryUpdate] = []
     with conn.transaction():
+        if result.provider_id:  # a callback for this id waits for this transaction
+            _lock_message(conn, row["channel"], result.provider_id)
         updated = conn.execute(
             "UPDATE channels.deliveries SET status = %s, next_attempt_at = %s,"
             " lease_until = NULL, provider_id = coalesce(%s, provider_id), last_error = %s,"
@@ -459,7 +458,11 @@ def _finish(
             return
         detail = result.provider_id if outcome == "sent" else error
         _insert_event(conn, row["delivery_id"], outcome, detail)
+        if result.provider_id:
+            early = _apply_early(conn, row["delivery_id"], status, row["channel"], result)
     _count(runtime, row["channel"], outcome)
+    for update in early:
+        _count(runtime, update.channel, update.state)
     log.info(
         "Delivery %r on %s: %s (attempt %d).",
         row["delivery_id"],
@@ -482,6 +485,68 @@ def _outcome(
         return "failed", "failed", row["next_attempt_at"], error
     due = moment + backoff(row["attempts"], result.retry_after_s)
     return "retry", "pending", due, result.error
+
+
+def _apply(conn: psycopg.Connection, delivery_id: int, status: str, update: DeliveryUpdate) -> str:
+    """Record `update` on a delivery whose status is `status`; its status afterwards."""
+    _insert_event(conn, delivery_id, update.state, update.error, at=update.at)
+    new_status = _STATUS_OF_UPDATE.get(update.state)
+    if not new_status or not _moves_forward(status, new_status):
+        return status
+    conn.execute(
+        "UPDATE channels.deliveries SET status = %s, updated_at = %s,"
+        " last_error = coalesce(%s, last_error) WHERE delivery_id = %s",
+        (new_status, _now(), update.error, delivery_id),
+    )
+    return new_status
+
+
+def _lock_message(conn: psycopg.Connection, channel: str, provider_id: str) -> None:
+    """Serialise, until the transaction ends, everything done about one provider message:
+    a callback either finds the delivery's recorded id or is kept for the send to apply,
+    never neither."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (f"{channel}:{provider_id}",)
+    )
+
+
+def _keep_early(conn: psycopg.Connection, update: DeliveryUpdate) -> None:
+    """Keep an update whose message's id is not recorded yet; drop those a day old (for
+    messages c360 never sent, or sent before a restore)."""
+    conn.execute(
+        "DELETE FROM channels.early_updates WHERE received_at < clock_timestamp() - %s",
+        (EARLY_UPDATE_TTL,),
+    )
+    conn.execute(
+        "INSERT INTO channels.early_updates (channel, provider_id, state, error, at)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (update.channel, update.provider_id, update.state, update.error, update.at),
+    )
+    log.info(
+        "A %s update names message %r, which no delivery has recorded yet; kept for it.",
+        update.channel,
+        update.provider_id,
+    )
+
+
+def _apply_early(
+    conn: psycopg.Connection, delivery_id: int, status: str, channel: str, result: SendResult
+) -> list[DeliveryUpdate]:
+    """Apply the updates that came for this message before its id was recorded, in the order
+    the provider stamped them; those applied."""
+    kept = conn.execute(
+        "DELETE FROM channels.early_updates WHERE channel = %s AND provider_id = %s"
+        " RETURNING update_id, state, error, at",
+        (channel, result.provider_id),
+    ).fetchall()
+    applied = []
+    for _, state, error, at in sorted(kept, key=lambda found: (found[3], found[0])):
+        update = DeliveryUpdate(
+            channel=channel, provider_id=str(result.provider_id), state=state, at=at, error=error
+        )
+        status = _apply(conn, delivery_id, status, update)
+        applied.append(update)
+    return applied
 
 
 def _moves_forward(status: str, new_status: str) -> bool:

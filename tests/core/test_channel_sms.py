@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -18,7 +18,7 @@ from peers.twilio_peer import TwilioPeer, twilio_signature
 
 from c360.api.app import create_app
 from c360.channels import delivery, inbox
-from c360.channels.base import InboundMessage, OutboundMessage
+from c360.channels.base import DeliveryUpdate, InboundMessage, OutboundMessage
 from c360.notifications import preferences
 from c360.plugins.channel_sms_twilio import INBOUND_PATH, STATUS_PATH, signature
 from c360.runtime import Runtime
@@ -196,6 +196,43 @@ def test_status_callbacks_move_the_delivery_on(app: TestClient, sms: Runtime, tw
     assert delivery.get(sms, delivered.delivery_id).status == "delivered"
     after = delivery.get(sms, lost.delivery_id)
     assert (after.status, after.last_error) == ("failed", "Twilio error 30003")
+
+
+def test_a_status_callback_that_overtakes_the_sends_answer_is_applied_when_it_is_recorded(
+    app: TestClient, sms: Runtime, twilio: TwilioPeer
+):
+    early: list[int] = []
+
+    def deliver_first(sent) -> None:  # Twilio's callbacks: before its 201 reached c360
+        early.append(twilio.send_status(sent.sid, "sent").status_code)
+        early.append(twilio.send_status(sent.sid, "delivered").status_code)
+
+    twilio.before_answer = deliver_first
+
+    row = delivery.send_now(sms, text())
+
+    assert early == [204, 204]
+    assert row.status == "delivered"
+    kinds = [kind for kind, _, _ in delivery.events(sms, row.delivery_id)]
+    assert kinds == ["pending", "sent", "sent", "delivered"]
+    assert _count(sms, "channels.early_updates") == 0
+
+
+def test_an_update_for_a_message_never_sent_is_kept_a_day_then_dropped(sms: Runtime):
+    now = datetime.now(UTC)
+    stray = DeliveryUpdate(channel="sms", provider_id="SMnever", state="delivered", at=now)
+
+    assert delivery.apply_update(sms, stray) is None
+    with sms.pool.connection() as conn:
+        conn.execute(
+            "UPDATE channels.early_updates SET received_at = received_at - %s",
+            (delivery.EARLY_UPDATE_TTL + timedelta(minutes=1),),
+        )
+    assert delivery.apply_update(sms, dataclasses.replace(stray, provider_id="SMother")) is None
+
+    with sms.pool.connection() as conn:
+        kept = conn.execute("SELECT provider_id FROM channels.early_updates").fetchall()
+    assert kept == [("SMother",)]
 
 
 def test_a_forged_status_callback_changes_nothing(

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -74,6 +75,9 @@ class TwilioPeer(HttpPeer):
         self.inbound_url: str | None = None
         #: what carries webhooks to c360: a Litestar TestClient, or None for a real socket
         self.client: Any = None
+        #: called with each accepted message before its 201 is sent (a status callback that
+        #: overtakes the answer, as Twilio's sometimes do)
+        self.before_answer: Callable[[SentSms], None] | None = None
 
     # --- the REST API -----------------------------------------------------------------------
 
@@ -98,6 +102,8 @@ class TwilioPeer(HttpPeer):
         )
         with self._lock:
             self.received.append(sent)
+        if self.before_answer is not None:
+            self.before_answer(sent)
         return json_answer(201, self._resource(sent))
 
     def failure(self, status: int, retry_after: float | None) -> Answer:
