@@ -128,12 +128,14 @@ def over_cap(
     conn: psycopg.Connection, settings: Settings, profile_id: str, now: datetime
 ) -> str | None:
     """'cap_per_day' or 'cap_per_week' when the customer already got that many notifications
-    in the rolling day or week before `now`; None when under both."""
+    in the rolling day or week before `now`; None when under both. Sends to the profiles
+    merged into this one count: they went to the same person."""
     # two workers deciding sends to one customer take turns, so both cannot slip under a cap
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('c360:notify:cap:' || %s))", (profile_id,))
     row = conn.execute(
         "SELECT count(*) FILTER (WHERE enqueued_at > %(day)s), count(*) FROM notify.sends"
-        " WHERE profile_id = %(profile)s AND enqueued_at > %(week)s AND enqueued_at <= %(now)s",
+        " WHERE profile_id IN (SELECT profile_id FROM profiles WHERE profile_id = %(profile)s"
+        " OR merged_into = %(profile)s) AND enqueued_at > %(week)s AND enqueued_at <= %(now)s",
         {
             "profile": profile_id,
             "day": now - timedelta(days=1),

@@ -166,6 +166,40 @@ def test_frequency_caps_per_rolling_day_and_week(runtime, smtp):
     rt.close()
 
 
+def test_caps_count_what_a_customer_got_before_their_profiles_merged(runtime, smtp):
+    rt = _engaged(runtime, smtp, notify_cap_per_day=2)
+    clock = Clock(datetime(2026, 5, 4, 3, 0, tzinfo=UTC))
+    template(rt)
+    template(rt, "cart-reminder", subject="Your cart", body="You left something behind.")
+    rule(rt, "first")
+    rule(rt, "cart", trigger="cart_abandoned", template="cart-reminder")
+    # one person, known twice: signed in on the web, anonymous on her phone; each orders
+    on_phone = identify("ignored", clock.now, consent={"marketing": True}, email="dev@example.com")
+    del on_phone["userId"]
+    on_phone["anonymousId"] = "phone-1"
+    feed(rt, clock, _customer("lan", clock.now), order("lan", "9", clock.now))
+    phone_order = order("ignored", "12", clock.now)
+    del phone_order["userId"]
+    phone_order["anonymousId"] = "phone-1"
+    feed(rt, clock, on_phone, phone_order)
+    run_scheduler(rt, clock)
+    assert len(smtp.messages) == 2  # a first purchase each, as far as c360 knew
+
+    # she signs in on the phone with that address: the profiles merge; her cart there is
+    # left for an hour
+    feed(rt, clock, identify("lan", clock.advance(minutes=5), email="dev@example.com"))
+    feed(rt, clock, cart("lan", clock.now))
+    with rt.pool.connection() as conn:
+        merged = conn.execute("SELECT count(*) FROM profiles WHERE merged_into IS NOT NULL")
+        assert merged.fetchone()[0] == 1
+    clock.advance(hours=1, minutes=1)
+    run_scheduler(rt, clock)
+
+    assert len(smtp.messages) == 2  # the day's two were hers, whichever profile got them
+    assert (sends(rt)[-1]["state"], sends(rt)[-1]["reason"]) == ("suppressed", "cap_per_day")
+    rt.close()
+
+
 def test_the_global_throttle_holds_what_is_over_it_until_the_next_minute(runtime, smtp):
     rt = _engaged(runtime, smtp, notify_rate_per_minute=2)
     clock = Clock(datetime(2026, 5, 4, 3, 0, 30, tzinfo=UTC))
