@@ -16,6 +16,7 @@ from c360.adapters.lake_parquet import table_of
 from c360.appliance import dead_letters
 from c360.channels.delivery import SEND_THREADS, DeliverySender
 from c360.governance.f0 import F0Scheduler
+from c360.notifications.churn import ChurnScorer
 from c360.notifications.scheduler import NotificationScheduler
 from c360.reports.schedules import ReportScheduler
 from c360.runtime import Runtime
@@ -193,6 +194,8 @@ def run_worker(settings: Settings, index: int, stop: threading.Event | None = No
     schedulers = [ReportScheduler(runtime), F0Scheduler(runtime), SegmentRefresher(runtime)]
     # due notifications: each claims its sends with FOR UPDATE SKIP LOCKED
     schedulers.append(NotificationScheduler(runtime))
+    # customers' churn risk for churn rules: one worker at a time (an advisory lock)
+    schedulers.append(ChurnScorer(runtime))
     # the outbox of every channel, and inbound messages nobody answered: claimed with a lease
     schedulers.append(DeliverySender(runtime))
     for scheduler in schedulers:

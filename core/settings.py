@@ -302,6 +302,11 @@ class Settings:
     notify_rate_per_minute: int = _doc(
         "Most notifications c360 sends per minute in all (global throttle).", default=600
     )
+    notify_churn_hours: float = _doc(
+        "Hours between scorings of every customer's churn risk (BG/NBD) for churn_risk_crossed "
+        "rules; 0: never (rules then read a churn risk some source writes).",
+        default=24.0,
+    )
     log_format: str = _doc("'text' on a terminal, 'json' in appliance mode.", default="text")
     log_level: str = _doc("Root log level.", default="INFO")
 
@@ -615,6 +620,8 @@ def _check_engage(settings: Settings) -> None:
         )
     if settings.llm_timeout_s <= 0:
         raise SettingsError("llm_timeout_s must be more than 0 (C360_LLM_TIMEOUT_S)")
+    if settings.notify_churn_hours < 0:
+        raise SettingsError("notify_churn_hours must be 0 (off) or more (C360_NOTIFY_CHURN_HOURS)")
     for name in ("notify_cap_per_day", "notify_cap_per_week", "notify_rate_per_minute"):
         if getattr(settings, name) < 1:
             raise SettingsError(f"{name} must be at least 1 (C360_{name.upper()})")

@@ -328,7 +328,11 @@ def _risk_crossed(
 ) -> Planned | None:
     threshold = Decimal(str(rule.conditions.get("threshold", DEFAULT_RISK_THRESHOLD)))
     value = _decimal(lookup(doc, rule.conditions.get("field", DEFAULT_RISK_FIELD)))
-    at_risk = value is not None and value >= threshold
+    if value is None:
+        # no risk in this document (most updates do not carry one; the churn scorer's do):
+        # unknown is not "no longer at risk", so what the rule saw stands
+        return None
+    at_risk = value >= threshold
     seen = _watch(conn, rule, doc, at_risk, now)
     if not seen.changed or not at_risk:
         return None
