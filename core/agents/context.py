@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from c360.analytics.ltv import TIERS
+from c360.events.identifiers import STRONG, TRUST, WEAK
 from c360.profile_service import LOOKUP_ORDER, get_profile
 from c360.runtime import Runtime
 
@@ -55,15 +56,26 @@ FROM profiles WHERE merged_into IS NULL AND order_count > 0
 def find_profile(
     runtime: Runtime, identifiers: tuple[tuple[str, str], ...]
 ) -> dict[str, Any] | None:
-    """The profile the first known identifier belongs to (cache first), or None."""
+    """The profile the first known identifier belongs to (cache first), or None. A weak
+    identifier alone (a browser's anonymousId) never opens a known customer's profile: it is
+    whatever the browser says, and a shared or borrowed browser keeps the last customer's id,
+    so the next person would be told her name and orders."""
     for kind, value in identifiers:
         if kind in LOOKUP_ORDER or kind == "profile_id":
             doc = get_profile(runtime, f"{kind}:{value}")
         else:  # a channel's own id type (zalo_id...): no lookup rule, so an exact match
             doc = _by_identifier(runtime, kind, value)
+        if doc and TRUST.get(kind) == WEAK and _known_customer(doc):
+            log.info("A %s names a known customer; answered as a visitor.", kind)
+            continue
         if doc:
             return doc
     return None
+
+
+def _known_customer(doc: dict[str, Any]) -> bool:
+    """Whether the profile holds a strong identifier (a user id, an email, a phone...)."""
+    return any(TRUST.get(ident.get("type")) == STRONG for ident in doc.get("identifiers") or ())
 
 
 def build(runtime: Runtime, doc: dict[str, Any]) -> dict[str, Any]:

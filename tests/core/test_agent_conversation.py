@@ -6,7 +6,7 @@ answered once, the out-of-scope answer, and persona rules (topics, greeting) tak
 from __future__ import annotations
 
 import pytest
-from agent_world import inbound, load_catalogue, make_john, make_lan
+from agent_world import identify, inbound, load_catalogue, make_john, make_lan, send_events
 
 from c360.agents import personas, service
 from c360.runtime import Runtime
@@ -118,6 +118,23 @@ def test_an_unknown_sender_keeps_a_conversation_by_address(runtime, world):
     assert first.metadata["conversation_id"] == second.metadata["conversation_id"]
     assert first.profile_id is None
     assert "can't find an order" in second.text
+
+
+def test_a_browser_id_alone_does_not_open_a_known_customers_profile(runtime, world):
+    """A shared or borrowed browser keeps the last customer's anonymousId: the next person
+    chatting from it must not be told her name or orders."""
+    signed_in = identify("u-lan")
+    signed_in["anonymousId"] = "browser-7"
+    send_events(runtime, signed_in)  # Lan once signed in on this browser
+    borrowed = {"sender": "chat-borrowed", "identifiers": (("anonymous_id", "browser-7"),)}
+
+    reply = _say(runtime, "Where is my order?", **borrowed)
+
+    assert reply.profile_id is None
+    assert "ORD-1001" not in reply.text and "Lan" not in reply.text
+    # the same browser id with her verified user id is her
+    hers = _say(runtime, "Where is my order?", identifiers=(("user_id", "u-lan"),))
+    assert "ORD-1001" in hers.text
 
 
 def test_a_redelivered_message_is_answered_once_with_the_same_reply(runtime, world):
