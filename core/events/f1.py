@@ -38,6 +38,7 @@ from c360.events.model import (
 )
 from c360.events.money import order_value
 from c360.events.timestamps import event_time
+from c360.governance.consent import unreadable_choices
 from c360.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -338,6 +339,9 @@ def _validate(raw: bytes, ctx: IngestContext, settings: Settings, known_clean: b
         _amount, money_warning = order_value(properties)
         if money_warning:
             warnings.append(money_warning)
+    consent = context.get("consent")
+    if isinstance(consent, dict):
+        warnings.extend(unreadable_choices(consent.get("categoryPreferences")))
 
     return Event(
         message_id=message_id,

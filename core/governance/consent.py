@@ -22,6 +22,46 @@ from c360.runtime import Runtime
 #: Longest purpose name kept; a longer one is not a category but a mistake.
 MAX_PURPOSE = 100
 
+#: Spellings of a choice besides JSON true / false: consent managers and form posts send
+#: strings and 0 / 1, and a withdrawal written "false" must withdraw, not be dropped.
+GRANTED_WORDS = ("true", "yes", "1", "granted", "opt-in", "optin")
+DENIED_WORDS = ("false", "no", "0", "denied", "opt-out", "optout")
+
+
+def choice_of(value: Any) -> bool | None:
+    """A consent value as granted (True) or denied (False); None when it is no choice."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in GRANTED_WORDS:
+            return True
+        if word in DENIED_WORDS:
+            return False
+    return None
+
+
+_NOT_AN_OBJECT = (
+    "context.consent.categoryPreferences is not an object of purposes; no consent was read"
+)
+
+
+def unreadable_choices(preferences: Any) -> list[str]:
+    """Warnings for the purposes in a categoryPreferences object whose value is no choice."""
+    if preferences is None:
+        return []
+    if not isinstance(preferences, dict):
+        return [_NOT_AN_OBJECT]
+    return [
+        f"consent for {purpose[:MAX_PURPOSE]!r} is {str(value)[:40]!r}, not true or false; "
+        "that choice was not recorded"
+        for purpose, value in preferences.items()
+        if choice_of(value) is None
+    ]
+
+
 # On conflict only a later order key replaces the stored choice (text[] compares element by
 # element, and each element is an ISO time or a messageId, so it sorts as the rule says).
 _UPSERT = """
@@ -47,15 +87,28 @@ WHERE consent.order_key < EXCLUDED.order_key
 # The order key as EventFact.order_key writes it: UTC times with microseconds, then messageId.
 _ISO = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 _PREFERENCES = "e.payload -> 'context' -> 'consent' -> 'categoryPreferences'"
+# choice_of in SQL, for a jsonb value `{0}`: NULL when it is no choice. Nested CASEs, because
+# PostgreSQL may evaluate both sides of an AND (a cast of a string to numeric would raise).
+_GRANTED_SQL = ", ".join(f"'{word}'" for word in GRANTED_WORDS)
+_DENIED_SQL = ", ".join(f"'{word}'" for word in DENIED_WORDS)
+_CHOICE = (
+    "(CASE jsonb_typeof({0}) WHEN 'boolean' THEN ({0})::boolean"
+    " WHEN 'number' THEN CASE ({0})::numeric WHEN 1 THEN true WHEN 0 THEN false END"
+    " WHEN 'string' THEN CASE"
+    f" WHEN lower(btrim({{0}} #>> '{{{{}}}}')) IN ({_GRANTED_SQL}) THEN true"
+    f" WHEN lower(btrim({{0}} #>> '{{{{}}}}')) IN ({_DENIED_SQL}) THEN false END"
+    " END)"
+)
 _REBUILD = f"""
 INSERT INTO consent (profile_id, purpose, granted, updated_at, order_key, source, message_id)
 SELECT DISTINCT ON (e.profile_id, left(btrim(k.key), %(max)s))
-    e.profile_id, left(btrim(k.key), %(max)s), k.value::boolean, e.event_time,
+    e.profile_id, left(btrim(k.key), %(max)s), {_CHOICE.format("k.value")}, e.event_time,
     ARRAY[{_ISO.format("e.event_time")}, {_ISO.format("e.received_at")}, e.message_id],
     e.source, e.message_id
 FROM events e, jsonb_each(CASE WHEN jsonb_typeof({_PREFERENCES}) = 'object'
                                THEN {_PREFERENCES} ELSE '{{}}'::jsonb END) k
-WHERE e.profile_id = ANY(%(ids)s) AND jsonb_typeof(k.value) = 'boolean' AND btrim(k.key) <> ''
+WHERE e.profile_id = ANY(%(ids)s) AND {_CHOICE.format("k.value")} IS NOT NULL
+    AND btrim(k.key) <> ''
 ORDER BY e.profile_id, left(btrim(k.key), %(max)s),
     e.event_time DESC, e.received_at DESC, e.message_id DESC
 """
@@ -65,12 +118,13 @@ def choices(
     facts: Iterable[EventFact], profile_of: Callable[[EventFact], Any]
 ) -> list[tuple[Any, ...]]:
     """The latest choice per (profile, purpose) among these facts, as `_UPSERT` rows;
-    `profile_of` gives the live profile a fact now belongs to. Non-boolean values are not a
-    choice and are skipped."""
+    `profile_of` gives the live profile a fact now belongs to. Values that are no choice
+    (see choice_of) are skipped."""
     latest: dict[tuple[Any, str], tuple[Any, ...]] = {}
     for fact in facts:
-        for purpose, granted in (fact.consent or {}).items():
-            if not isinstance(granted, bool) or not purpose.strip():
+        for purpose, value in (fact.consent or {}).items():
+            granted = choice_of(value)
+            if granted is None or not purpose.strip():
                 continue
             purpose = purpose.strip()[:MAX_PURPOSE]
             key = (profile_of(fact), purpose)

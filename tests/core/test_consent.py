@@ -103,3 +103,38 @@ def test_rebuilding_from_stored_events_gives_what_f3_recorded(runtime):
         consent.rebuild(cur, ids)
         assert cur.execute(sql).fetchall() == recorded
     assert choices(runtime) == {"Advertising": False, "Email": True, "SMS": True}
+
+
+def test_a_choice_written_as_a_string_or_0_1_counts_and_rebuilds_the_same(runtime):
+    # consent managers and form posts send strings: a withdrawal written "false" withdraws
+    run(runtime, track("m1", "2026-02-01T00:00:00Z", {"marketing": True, "sms": True}))
+    run(
+        runtime,
+        track(
+            "m2",
+            "2026-02-02T00:00:00Z",
+            {"marketing": "false", "sms": 0, "email": " Yes ", "push": "maybe", "ads": 2},
+        ),
+    )
+
+    assert choices(runtime) == {"marketing": False, "sms": False, "email": True}
+    sql = "SELECT * FROM consent ORDER BY profile_id, purpose"
+    with runtime.pool.connection() as conn, conn.cursor() as cur:
+        recorded = cur.execute(sql).fetchall()
+        ids = [row[0] for row in cur.execute("SELECT profile_id FROM profiles").fetchall()]
+        consent.rebuild(cur, ids)
+        assert cur.execute(sql).fetchall() == recorded
+
+
+def test_a_value_that_is_no_choice_is_accepted_with_a_warning_naming_it(runtime):
+    ctx = IngestContext(source="web", received_at=datetime(2026, 3, 1, tzinfo=UTC))
+    events = [track("m1", "2026-02-01T00:00:00Z", {"marketing": "false", "push": "maybe"})]
+
+    result = ingest(
+        ParsedRequest(events=[encode(e) for e in events]), ctx, runtime.settings, runtime.hooks
+    )
+
+    [event] = result.accepted
+    assert event.warnings == [
+        "consent for 'push' is 'maybe', not true or false; that choice was not recorded"
+    ]
