@@ -135,6 +135,12 @@ def visitor_key(conversation_id: str) -> str:
     return f"c360:webchat:{{{conversation_id}}}:visitor"
 
 
+def forget_conversation(valkey: Any, conversation_id: str) -> None:
+    """Drop a conversation's history, de-duplication record and visitor (a deletion request)."""
+    keys = [history_key(conversation_id), seen_key(conversation_id), visitor_key(conversation_id)]
+    valkey.delete(*keys)
+
+
 def append_call(
     conversation_id: str, role: str, text: str, dedupe: str, client_id: str = ""
 ) -> tuple[list[str], list[Any]]:

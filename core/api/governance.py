@@ -136,9 +136,11 @@ def create_deletion(request: Request, state: State, body: bytes) -> Response[byt
     `run` is false."""
     actor = _principal(request).actor
     data = _object(body, allowed=("reference", "run"))
+    if not isinstance(data.get("run", True), bool):
+        raise InputError("invalid_run", 'run must be true or false (JSON, not "false")')
     with state.runtime.pool.connection() as conn:
         created = deletions.request_deletion(conn, actor, data.get("reference"))
-    if data.get("run", True) is not False:
+    if data.get("run", True):
         created = deletions.run_deletion(state.runtime, created["request_id"], actor)
     return _json(created, status=201)
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import redis
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -74,17 +75,19 @@ LAKE_PENDING = "lake_pending"
 def run_deletion(runtime: Runtime, request_id: int, actor: str = "c360") -> dict[str, Any]:
     """Carry out a request; returns it with its counts and its honest status: `lake_pending`
     while the person's events remain in lake files (listed in counts.lake.files), `done`
-    only when nothing of them is left. An unknown reference ends `done` with nothing erased
-    (the person is not, or no longer, known)."""
+    only when nothing of them is left. An unknown reference ends `not_found` with nothing
+    erased (the person is not, or no longer, known)."""
     with runtime.pool.connection() as conn:
         request = _claim(conn, request_id)
     doc = get_profile(runtime, request["reference"])
     counts: dict[str, Any] = {}
+    chats: list[str] = []
     with runtime.pool.connection() as conn:
         try:
             with conn.transaction():
                 region = runtime.settings.default_region
                 counts = _erase(conn, doc, region) if doc else {"profiles": 0}
+                chats = counts.pop("webchat", [])
                 _finish(conn, request_id, "done", counts, None)
                 audit.record(
                     conn,
@@ -98,6 +101,7 @@ def run_deletion(runtime: Runtime, request_id: int, actor: str = "c360") -> dict
             _finish(conn, request_id, "failed", {}, str(exc)[:2000])
     if doc:
         _forget_cached(runtime, counts.get("profile_ids", []))
+        _forget_chats(runtime, chats)
     with runtime.pool.connection() as conn:
         return get_request(conn, request_id)
 
@@ -130,7 +134,14 @@ def honest_status(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "status": _status_of(row["status"], row.get("counts") or {})}
 
 
+#: The status shown for a request that found nobody to erase (an unknown reference, or a person
+#: an earlier request already erased): not to be read as a completed erasure.
+NOT_FOUND = "not_found"
+
+
 def _status_of(stored: str, counts: dict[str, Any]) -> str:
+    if stored == "done" and isinstance(counts, dict) and counts.get("profiles") == 0:
+        return NOT_FOUND
     lake = counts.get("lake") if isinstance(counts, dict) else None
     if stored == "done" and isinstance(lake, dict) and lake.get("status") == "pending":
         return LAKE_PENDING
@@ -210,6 +221,14 @@ def _erase(conn: psycopg.Connection, doc: dict[str, Any], region: str) -> dict[s
             {"p": doc["profile_id"]},
         )
     ]
+    chats = [
+        row[0]
+        for row in conn.execute(
+            "SELECT address FROM agents.conversations WHERE profile_id = ANY(%s)"
+            " AND channel = 'webchat'",
+            (ids,),
+        )
+    ]
     messages = _erase_messages(conn, ids, _addresses(conn, ids, doc))
     lake_files = [
         row[0]
@@ -229,6 +248,7 @@ def _erase(conn: psycopg.Connection, doc: dict[str, Any], region: str) -> dict[s
         )
     ]
     counts: dict[str, Any] = dict(messages)
+    counts["webchat"] = chats
     for name, sql in _DEPENDENTS:
         counts[name] = conn.execute(sql, {"ids": ids}).rowcount
     conn.execute("UPDATE profiles SET merged_into = NULL WHERE profile_id = ANY(%s)", (ids,))
@@ -280,7 +300,13 @@ def _erase_messages(
     inbound = conn.execute(
         f"DELETE FROM channels.inbound WHERE (channel, lower(sender)) IN ({to_them})", pairs
     ).rowcount
-    return {"deliveries": deliveries, "inbound": inbound}
+    # test sends to their address (no profile named; theirs go with the profile)
+    tests = conn.execute(
+        "DELETE FROM notify.sends WHERE profile_id IS NULL"
+        f" AND (channel, lower(address)) IN ({to_them})",
+        pairs,
+    ).rowcount
+    return {"deliveries": deliveries, "inbound": inbound, "test_sends": tests}
 
 
 def _recompute_segments(conn: psycopg.Connection, segment_ids: list[int], region: str) -> int:
@@ -310,6 +336,18 @@ def _finish(
         " finished_at = clock_timestamp() WHERE request_id = %s",
         (status, Jsonb(counts), error, request_id),
     )
+
+
+def _forget_chats(runtime: Runtime, conversation_ids: list[str]) -> None:
+    """Drop the web-chat transcripts kept in Valkey for these conversations (a reconnecting
+    widget would otherwise show them again)."""
+    from c360.plugins.channel_webchat import forget_conversation  # Valkey keys of web chat
+
+    for conversation_id in conversation_ids:
+        try:
+            forget_conversation(runtime.valkey, conversation_id)
+        except (redis.RedisError, OSError) as exc:  # they expire with the chat's idle time
+            log.warning("Could not drop web chat %r: %s", conversation_id, exc)
 
 
 def _forget_cached(runtime: Runtime, profile_ids: list[str]) -> None:

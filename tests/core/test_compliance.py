@@ -179,6 +179,15 @@ def test_the_admin_api_changes_are_audited_and_errors_name_the_fix(runtime):
 
         report = client.get("/v1/admin/compliance").json()
         assert report["deletions"]["by_status"] == {"done": 1}
+        # a typo or a second click finds nobody: said so, not reported as an erasure
+        nobody = client.post("/v1/admin/deletions", json={"reference": "no-such@example.com"})
+        assert nobody.status_code == 201 and nobody.json()["status"] == "not_found"
+        again = client.post("/v1/admin/deletions", json={"reference": "u1"})
+        assert again.json()["status"] == "not_found"
+        report = client.get("/v1/admin/compliance").json()
+        assert report["deletions"]["by_status"] == {"done": 1, "not_found": 2}
+        stringly = client.post("/v1/admin/deletions", json={"reference": "u2", "run": "false"})
+        assert stringly.status_code == 400 and stringly.json()["code"] == "invalid_run"
         bad = client.get("/v1/admin/compliance?since=2026-03-02&until=2026-03-01")
         assert bad.json()["code"] == "invalid_period"
 

@@ -12,6 +12,7 @@ from c360.errors import InputError
 from c360.events.f1 import IngestContext, ParsedRequest, ingest
 from c360.events.model import encode
 from c360.governance import deletions
+from c360.plugins import channel_webchat as webchat
 from c360.profile_service import get_profile
 from c360.stages import f2_persist, f3_resolve
 
@@ -132,12 +133,12 @@ def _member_count(conn, segment_id: int) -> int:
     ).fetchone()[0]
 
 
-def test_an_unknown_reference_is_done_with_nothing_erased(runtime):
+def test_an_unknown_reference_is_not_found_with_nothing_erased(runtime):
     setup_two_people(runtime)
     with runtime.pool.connection() as conn:
         request = deletions.request_deletion(conn, "user:dpo", "nobody@example.vn")
     done = deletions.run_deletion(runtime, request["request_id"])
-    assert done["status"] == "done" and done["counts"] == {"profiles": 0}
+    assert done["status"] == "not_found" and done["counts"] == {"profiles": 0}
     assert counts(runtime)["profiles"] == 3
 
 
@@ -192,11 +193,26 @@ def test_what_was_sent_to_the_person_and_what_they_sent_goes_with_them(runtime):
                 " received_at, lease_until) VALUES (%s, %s, %s, '{}', now(), now())",
                 (channel, f"m{number}", sender),
             )
+        # an operator's test send to her address (no profile named) and one to minh's
+        for to in ("Lan@example.vn", "minh@example.vn"):
+            conn.execute(
+                "INSERT INTO notify.sends (trigger, trigger_key, channel, purpose, address,"
+                " state, scheduled_at, facts) VALUES ('test', %s, 'email', 'test', %s,"
+                " 'enqueued', now(), '{}')",
+                (f"test:{to}", to),
+            )
         request = deletions.request_deletion(conn, "user:dpo", "lan")
+    # her web-chat transcript, kept in Valkey for the widget
+    transcript = webchat.history_key("chat-lan")
+    runtime.valkey.xadd(transcript, {"role": "customer", "text": "Tôi là Lan, 0901234567"})
+    runtime.valkey.xadd(webchat.history_key("chat-minh"), {"role": "customer", "text": "hi"})
 
     done = deletions.run_deletion(runtime, request["request_id"])
 
     assert (done["counts"]["deliveries"], done["counts"]["inbound"]) == (3, 2)
+    assert done["counts"]["test_sends"] == 1 and "webchat" not in done["counts"]
+    assert not runtime.valkey.exists(transcript)
+    assert runtime.valkey.exists(webchat.history_key("chat-minh"))
     with runtime.pool.connection() as conn:
         kept = conn.execute(
             "SELECT channel, address FROM channels.deliveries ORDER BY delivery_id"
@@ -206,3 +222,6 @@ def test_what_was_sent_to_the_person_and_what_they_sent_goes_with_them(runtime):
         chats = conn.execute("SELECT count(*) FROM agents.conversations").fetchone()[0]
     assert kept == [("email", "minh@example.vn"), ("sms", "+84900000000")]
     assert history == 2 and senders == [("+84900000000",)] and chats == 0
+    with runtime.pool.connection() as conn:
+        tests = conn.execute("SELECT address FROM notify.sends").fetchall()
+    assert tests == [("minh@example.vn",)]
