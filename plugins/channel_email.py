@@ -25,7 +25,7 @@ from typing import Any, Literal
 from c360.channels.base import EMAIL, OutboundMessage, SendResult
 from c360.errors import InputError
 from c360.hookspecs import hookimpl
-from c360.reports.mailer import check_recipients, smtp_session
+from c360.reports.mailer import check_recipients, not_supported, smtp_session
 from c360.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ class EmailChannel:
             return _refused(exc.smtp_code, exc.smtp_error, "failed", _sign_in_refused(settings))
         except smtplib.SMTPResponseException as exc:
             return _refused(exc.smtp_code, exc.smtp_error, "failed", "the server refused it")
-        except smtplib.SMTPNotSupportedError:
-            return SendResult(status="failed", error=_no_starttls(settings))
+        except smtplib.SMTPNotSupportedError as exc:
+            return SendResult(status="failed", error=not_supported(settings, exc))
         except ssl.SSLCertVerificationError as exc:
             return SendResult(status="failed", error=_untrusted(settings, exc))
         except (smtplib.SMTPException, OSError) as exc:
@@ -155,13 +155,6 @@ def _sign_in_refused(settings: Settings) -> str:
     return (
         f"the SMTP server refused the sign-in of {settings.smtp_user!r}: check C360_SMTP_USER "
         "and C360_SMTP_PASSWORD"
-    )
-
-
-def _no_starttls(settings: Settings) -> str:
-    return (
-        f"the SMTP server {settings.smtp_host}:{settings.smtp_port} does not offer STARTTLS; "
-        "use a server that does, or set C360_SMTP_STARTTLS=false on a trusted network"
     )
 
 

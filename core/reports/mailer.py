@@ -76,11 +76,7 @@ def send_report(
         with smtp_session(settings) as smtp:
             refused = smtp.send_message(message)
     except smtplib.SMTPNotSupportedError as exc:
-        raise MailError(
-            f"the SMTP server {settings.smtp_host}:{settings.smtp_port} does not offer "
-            "STARTTLS; use a server that does, or set C360_SMTP_STARTTLS=false on a trusted "
-            "network"
-        ) from exc
+        raise MailError(not_supported(settings, exc)) from exc
     except smtplib.SMTPAuthenticationError as exc:
         raise MailError(
             f"the SMTP server refused the sign-in of {settings.smtp_user!r}: check "
@@ -128,6 +124,21 @@ def attachment_name(report: Report) -> str:
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_title).strip("-").lower()[:60] or "report"
     return f"{slug}-{report.generated_at:%Y-%m-%d}.pdf"
+
+
+def not_supported(settings: Settings, exc: smtplib.SMTPNotSupportedError) -> str:
+    """What to change when the server lacks what a send needed: STARTTLS, or SMTPUTF8 for an
+    address with non-ASCII characters (smtplib raises the same error for both)."""
+    where = f"{settings.smtp_host}:{settings.smtp_port}"
+    if "SMTPUTF8" in str(exc):
+        return (
+            f"the SMTP server {where} does not take addresses with non-ASCII characters (it "
+            "does not offer SMTPUTF8); use the address's ASCII form or a server that offers it"
+        )
+    return (
+        f"the SMTP server {where} does not offer STARTTLS; use a server that does, or set "
+        "C360_SMTP_STARTTLS=false on a trusted network"
+    )
 
 
 @contextmanager

@@ -340,6 +340,22 @@ def test_a_server_without_starttls_fails_naming_the_setting(runtime: Runtime):
     assert handler.received == []
 
 
+def test_a_non_ascii_address_on_a_server_without_smtputf8_says_so(runtime: Runtime):
+    handler = Mailbox()
+    controller, port = _start(handler, enable_SMTPUTF8=False)
+    try:
+        runtime.settings = dataclasses.replace(
+            runtime.settings, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False
+        )
+        row = delivery.send_now(runtime, email(to="nguyễn@ví-dụ.vn"))
+    finally:
+        controller.stop()
+
+    assert row.status == "failed" and "SMTPUTF8" in row.last_error
+    assert "STARTTLS" not in row.last_error  # STARTTLS is off: that is not the fault
+    assert handler.received == []
+
+
 def test_a_server_that_is_down_is_retried(runtime: Runtime):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
