@@ -53,7 +53,7 @@ from litestar.exceptions import WebSocketDisconnect
 from c360.access import Principal
 from c360.api.auth import principal
 from c360.api.gateway import RequestKeys
-from c360.channels.base import WEBCHAT, InboundMessage
+from c360.channels.base import WEBCHAT, InboundMessage, has_visible_text
 from c360.errors import InputError
 from c360.events.identifiers import identifier_id
 from c360.governance.keyring import Keyring
@@ -452,7 +452,7 @@ def parse_frame(raw: str) -> tuple[str, str]:
             "unknown_type", f'type {frame.get("type")!r} is not known: send type "message"'
         )
     text, client_id = frame.get("text"), frame.get("client_id")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not has_visible_text(text):
         raise InputError("missing_text", "a message needs its words in `text`")
     if len(text) > MAX_TEXT_CHARS:
         raise InputError(

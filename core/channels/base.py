@@ -11,6 +11,7 @@ callbacks to c360.channels.delivery.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -107,3 +108,9 @@ class Channel(Protocol):
         """Litestar handlers for the inbound half (webhooks, status callbacks); may be empty.
         Each declares `opt={"public": True}` and checks the provider's signature itself."""
         ...
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether a message has any character a person can see: one made only of spaces and
+    format characters (zero-width spaces, joiners, direction marks) says nothing."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)

@@ -186,6 +186,7 @@ def test_a_socket_with_valkey_out_of_reach_is_told_to_come_back(runtime: Runtime
         ('{"type": "shout", "text": "hi", "client_id": "m-1"}', "unknown_type"),
         ('{"type": "message", "client_id": "m-1"}', "missing_text"),
         ('{"type": "message", "text": "   ", "client_id": "m-1"}', "missing_text"),
+        ('{"type": "message", "text": "\\u200b\\u200d", "client_id": "m-1"}', "missing_text"),
         ('{"type": "message", "text": 42, "client_id": "m-1"}', "missing_text"),
         ('{"type": "message", "text": "hi"}', "invalid_client_id"),
         ('{"type": "message", "text": "hi", "client_id": "has space"}', "invalid_client_id"),
