@@ -32,6 +32,7 @@ from c360.api import bodies
 from c360.api.bodies import documented
 from c360.errors import InputError, Unauthorized
 from c360.events.model import decode_any, encode
+from c360.governance import policies
 
 #: Largest page of a list.
 MAX_LIMIT = 500
@@ -102,14 +103,20 @@ async def read_conversation(
         if conversation is None:
             raise service.UnknownConversation(conversation_id)
         turns = dialogue.turns(conn, conversation.conversation_id, limit)
+        # what the customer wrote is shown (an operator answers it); who they are is masked
+        # for a reader the access policies do not let see it
+        masker = policies.ContactMasker(conn, principal)
+        shown = conversation.as_dict()
+        shown["address"] = masker.address(conversation.channel, conversation.address)
+        shown["context"] = masker.context(conversation.context or {})
         audit.record_pii_read(
             conn,
             actor=principal.actor,
             profile_ids=[conversation.profile_id] if conversation.profile_id else [],
-            fields=["conversation.address", "conversation.context", "conversation.turns"],
+            fields=["conversation.turns", *(f"conversation:{name}" for name in masker.shown)],
             via=f"api:/v1/agents/conversations/{conversation.conversation_id}",
         )
-        return {**conversation.as_dict(), "turns": turns}
+        return {**shown, "turns": turns}
 
     return _json(await _with_conn(state, read))
 

@@ -40,11 +40,13 @@ from litestar.datastructures import State
 from litestar.handlers import HTTPRouteHandler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from c360 import audit
 from c360.access import Principal
 from c360.api import bodies
 from c360.api.bodies import documented
 from c360.errors import InputError, Unauthorized
 from c360.events.model import encode
+from c360.governance import policies
 from c360.notifications import service, tracking
 from c360.notifications.preferences import InvalidLink
 from c360.runtime import Runtime
@@ -138,9 +140,29 @@ async def test_send(request: Request, state: State, body: bytes) -> Response[byt
 
 @get("/v1/notifications/sends", opt=READ)
 async def list_sends(request: Request, state: State) -> Response[bytes]:
-    """A page of sends with their outcomes, and counts by state, channel and reason."""
+    """A page of sends with their outcomes, and counts by state, channel and reason. Addresses
+    are masked for a reader the access policies do not let see them; a read that shows them is
+    audited."""
+    principal = _principal(request)
     filters, limit, offset = service.check_send_filters(request.query_params)
-    return _json(await _with_conn(state, service.list_sends, filters, limit, offset))
+
+    def read(conn: Any) -> Any:
+        found = service.list_sends(conn, filters, limit, offset)
+        masker = policies.ContactMasker(conn, principal)
+        for send in found["sends"]:
+            send["address"] = masker.address(send["channel"], send["address"])
+        if masker.shown:
+            profiles = {str(send["profile_id"]) for send in found["sends"] if send["profile_id"]}
+            audit.record_pii_read(
+                conn,
+                actor=principal.actor,
+                profile_ids=sorted(profiles),
+                fields=[f"send.address:{name}" for name in masker.shown],
+                via="api:/v1/notifications/sends",
+            )
+        return found
+
+    return _json(await _with_conn(state, read))
 
 
 @get("/u/{token:str}", opt=SIGNED_LINK, include_in_schema=False)

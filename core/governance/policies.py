@@ -147,6 +147,50 @@ def mask_text(value: Any) -> Any:
 
 
 _MASKERS = {"email": mask_email, "phone": mask_phone, "name": mask_name}
+
+#: What a channel's address is, as a PII attribute (and its masker's kind): an email, a phone
+#: number, a person's id on Zalo, a device's push token. Web chat (a random conversation id)
+#: and webhooks (the profile id) address nobody by personal data.
+_ADDRESS_ATTRIBUTE = {
+    "email": ("id_email", "email"),
+    "sms": ("id_phone", "phone"),
+    "zalo": ("id_user_id", None),
+    "push": ("id_device_id", None),
+}
+
+
+class ContactMasker:
+    """Masks the addresses and contact details of customers (notification sends, agent
+    conversations) for one principal, as mask_profile masks documents; `shown` lists the
+    PII attributes it let through unmasked (what a PII-read audit entry records)."""
+
+    def __init__(self, conn_or_runtime: Any, principal: Principal | None) -> None:
+        with _connection(conn_or_runtime) as conn:
+            self._visible = visible_pii(conn, principal)
+        self._shown: set[str] = set()
+
+    @property
+    def shown(self) -> list[str]:
+        return sorted(self._shown)
+
+    def address(self, channel: str, value: Any) -> Any:
+        """A channel's address, masked unless its attribute is visible."""
+        if channel not in _ADDRESS_ATTRIBUTE or value in (None, ""):
+            return value
+        name, kind = _ADDRESS_ATTRIBUTE[channel]
+        return _apply(name, value, self._visible, self._shown, kind)
+
+    def context(self, context: dict[str, Any]) -> dict[str, Any]:
+        """An agent conversation's customer snapshot with name, emails and phones masked."""
+        out = dict(context)
+        if out.get("name"):
+            out["name"] = _apply("name", out["name"], self._visible, self._shown)
+        for key, name, kind in (("emails", "id_email", "email"), ("phones", "id_phone", "phone")):
+            if out.get(key):
+                out[key] = [_apply(name, v, self._visible, self._shown, kind) for v in out[key]]
+        return out
+
+
 _TRAIT_ATTRIBUTE = {
     trait: name for name, traits in attributes.PII_TRAITS.items() for trait in traits
 }

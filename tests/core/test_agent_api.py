@@ -116,13 +116,23 @@ def test_conversations_list_without_texts_and_a_read_is_audited(runtime, api, mo
     assert row["conversation_id"] == conversation_id and row["turn_count"] == 4
     assert "address" not in row and "context" not in row
     assert [t["text"] for t in one["turns"]][0::2] == ["Xin chào", "Cho tôi gặp nhân viên"]
-    assert one["status"] == "escalated" and one["context"]["name"] == "Lan"
+    # what she wrote is shown; who she is, masked for a reader without pii:read
+    assert one["status"] == "escalated" and one["context"]["name"] == "L."
+    assert one["context"]["emails"] == ["l***@example.vn"]
+    assert one["context"]["phones"] == ["+84 *** *** 567"]
+    allowed = api.bearer("dpo", ["agents:read", "pii:read"])
+    unmasked = api.get(f"/v1/agents/conversations/{conversation_id}", headers=allowed).json()
+    assert unmasked["context"]["name"] == "Lan"
+    assert unmasked["context"]["emails"] == ["lan@example.vn"]
     assert [(e["conversation_id"], e["reason"]) for e in queue] == [
         (conversation_id, "human_request")
     ]
     with runtime.pool.connection() as conn:
-        [read] = audit.entries(conn, action_prefix="pii.read")
-    assert read.actor == "token:ops"
+        reads = audit.entries(conn, action_prefix="pii.read")
+    read = next(entry for entry in reads if entry.actor == "token:ops")
+    assert "conversation:name" not in read.detail["fields"]
+    dpo = next(entry for entry in reads if entry.actor == "token:dpo")
+    assert {"conversation:name", "conversation:id_email"} <= set(dpo.detail["fields"])
     assert read.detail["profiles"] == [lan["profile_id"]]
     assert "conversation.turns" in read.detail["fields"]
 

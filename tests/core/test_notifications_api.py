@@ -135,6 +135,36 @@ def test_a_test_send_reaches_the_smtp_server_and_is_listed(api, smtp):
     assert set(listed["columns"]) == {"state", "delivery_status", "outcome"}
 
 
+def test_send_addresses_are_masked_without_pii_read_and_shown_reads_are_audited(api, rt):
+    from c360 import audit
+
+    writer = api.bearer(WRITER)
+    api.post(
+        "/v1/notifications/templates",
+        json={"name": "welcome", "channel": "email", "subject": "Hi", "body": "Hello"},
+        headers=writer,
+    )
+    api.post(
+        "/v1/notifications/test",
+        json={"template": "welcome", "channel": "email", "to": "lan.nguyen@example.vn"},
+        headers=writer,
+    )
+
+    masked = api.get("/v1/notifications/sends", headers=api.bearer(["notifications:read"]))
+    with rt.pool.connection() as conn:
+        reads_before = len(audit.entries(conn, action_prefix="pii.read"))
+    shown = api.get(
+        "/v1/notifications/sends", headers=api.bearer(["notifications:read", "pii:read"])
+    )
+
+    assert masked.json()["sends"][0]["address"] == "l***@example.vn"
+    assert shown.json()["sends"][0]["address"] == "lan.nguyen@example.vn"
+    with rt.pool.connection() as conn:
+        reads = audit.entries(conn, action_prefix="pii.read")
+    assert reads_before == 0 and len(reads) == 1
+    assert reads[0].target == "api:/v1/notifications/sends"
+
+
 @pytest.mark.parametrize(
     ("query", "fragment"),
     [("?state=lost", "state must be one of"), ("?colour=red", "unknown query parameter colour")],

@@ -22,6 +22,7 @@ from c360 import audit
 from c360.access import Principal
 from c360.agents import dialogue, escalation, service
 from c360.errors import InputError
+from c360.governance import policies
 from c360.ui.pages.common import PAGE_HEADERS, Link, TableView, page, require
 
 #: A posted form.
@@ -253,16 +254,20 @@ def _conversation(
             raise service.UnknownConversation(conversation_id)
         turns = dialogue.turns(conn, conversation.conversation_id, TURNS_SHOWN)
         open_escalation = _open_escalation(conn, conversation.conversation_id)
+        # what the customer wrote is shown (an operator answers it); who they are is masked
+        # for a reader the access policies do not let see it, as in the API
+        masker = policies.ContactMasker(conn, who)
+        customer = masker.context(conversation.context or {})
         audit.record_pii_read(
             conn,
             actor=who.actor,
             profile_ids=[conversation.profile_id] if conversation.profile_id else [],
-            fields=["conversation.context", "conversation.turns"],
+            fields=["conversation.turns", *(f"conversation:{name}" for name in masker.shown)],
             via=f"ui:/agents/conversations/{conversation.conversation_id}",
         )
     context = {
         "conversation": conversation,
-        "customer": conversation.context or {},
+        "customer": customer,
         "turns": [turn_view(row) for row in turns],
         "escalation": open_escalation,
         "reason": REASONS.get((open_escalation or {}).get("reason", ""), ""),
