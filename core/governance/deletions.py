@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 
 from c360 import audit
 from c360.errors import AdapterError, InputError
+from c360.governance.policies import mask_email
 from c360.notifications.scheduler import ADDRESS_SOURCES
 from c360.profile_service import get_profile
 from c360.runtime import Runtime
@@ -336,6 +337,26 @@ def _finish(
         " finished_at = clock_timestamp() WHERE request_id = %s",
         (status, Jsonb(counts), error, request_id),
     )
+    if status == "done":  # the person is gone: the request no longer names them in full
+        conn.execute(
+            "UPDATE governance.deletion_requests SET reference = %s WHERE request_id = %s",
+            (_redacted(_reference_of(conn, request_id)), request_id),
+        )
+
+
+def _reference_of(conn: psycopg.Connection, request_id: int) -> str:
+    row = conn.execute(
+        "SELECT reference FROM governance.deletion_requests WHERE request_id = %s", (request_id,)
+    ).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _redacted(reference: str) -> str:
+    """What a finished request keeps of whom it erased: enough to tell requests apart
+    (`l***@example.vn`, `c***`), not enough to name the person again."""
+    if "@" in reference:
+        return mask_email(reference)
+    return f"{reference[:1]}***"
 
 
 def _forget_chats(runtime: Runtime, conversation_ids: list[str]) -> None:

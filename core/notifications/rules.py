@@ -474,5 +474,12 @@ def _number(value: Any, key: str, low: float, high: float, *, whole: bool = Fals
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok or not low <= value <= high or (whole and value != int(value)):
         kind = "a whole number" if whole else "a number"
-        raise InputError("invalid_rule", f"{key} must be {kind} from {low:g} to {high:g}")
+        raise InputError(
+            "invalid_rule", f"{key} must be {kind} from {_shown(low)} to {_shown(high)}"
+        )
     return int(value) if whole else value
+
+
+def _shown(number: float) -> str:
+    """A bound as people write it: 2,678,400, not 2.6784e+06."""
+    return f"{int(number):,}" if float(number).is_integer() else f"{number:g}"

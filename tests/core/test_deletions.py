@@ -91,6 +91,8 @@ def test_a_deletion_erases_the_person_and_nothing_else(runtime):
         fetched = deletions.get_request(conn, request["request_id"])
     assert listed["request_id"] == request["request_id"]
     assert listed["status"] == fetched["status"] == "lake_pending"
+    # the finished request no longer names her in full (the audit log never did)
+    assert listed["reference"] == "l***@example.vn"
 
 
 def test_a_deletion_whose_events_never_reached_the_lake_is_done(runtime):

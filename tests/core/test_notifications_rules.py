@@ -99,7 +99,7 @@ def test_a_churn_risk_crossing_its_threshold_plans_one_send(runtime, clock):
         ({"trigger": "birthday"}, "trigger must be one of first_purchase"),
         ({"conditions": {"within_days": 3}}, "unknown: within_days"),
         ({"conditions": {"within_hours": 0}}, "within_hours must be a number from 1"),
-        ({"delay_s": -1}, "delay_s must be a whole number from 0"),
+        ({"delay_s": -1}, "delay_s must be a whole number from 0 to 2,678,400"),
         ({"delay_s": 1.5}, "delay_s must be a whole number"),
         ({"name": "two words"}, "name must be letters, digits"),
         ({"colour": "red"}, "unknown rule fields: colour"),
