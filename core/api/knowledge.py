@@ -4,8 +4,9 @@ a 200 means the items are searchable.
 
     POST   /v1/knowledge/items           [item, ...]                              knowledge:write
     POST   /v1/knowledge/files?type=&name=  CSV (text/csv) or JSON body            knowledge:write
-    GET    /v1/knowledge/items/{item_id}                                          knowledge:read
-    DELETE /v1/knowledge/items/{item_id}                                          knowledge:write
+    GET    /v1/knowledge/items/{item_id}   (the id may hold '/')                  knowledge:read
+    GET    /v1/knowledge/items?id=         (any id, URL-encoded)                  knowledge:read
+    DELETE /v1/knowledge/items/{item_id}   (or ?id=)                              knowledge:write
     GET    /v1/knowledge/search?q=&type=&region=&mode=&k=&at=&in_stock=           knowledge:read
 
 An item is {"id", "type", "title", "body"?, "language"?, "attributes"?}; errors are 400s that
@@ -102,20 +103,28 @@ async def load_file(request: Request, state: State, body: RawBody) -> Response[b
     return _json(asdict(counts) | {"items": len(items)})
 
 
-@get("/v1/knowledge/items/{item_id:str}", opt={"permission": "knowledge:read"})
+@get("/v1/knowledge/items/{item_id:path}", opt={"permission": "knowledge:read"})
 async def read_item(state: State, item_id: FromPath[str]) -> Response[bytes]:
-    """One item as stored now."""
-    hit = await _in_thread(search.get, state.runtime, item_id)
-    if hit is None:
-        raise NotFoundException(f"no knowledge item {item_id}")
-    return _json(_item(hit))
+    """One item as stored now; an id may hold '/' (cat/sub/item-1), as is or as %2F."""
+    return await _read(state, _path_id(item_id))
 
 
-@delete("/v1/knowledge/items/{item_id:str}", opt={"permission": "knowledge:write"})
+@get("/v1/knowledge/items", opt={"permission": "knowledge:read"})
+async def read_item_by_query(request: Request, state: State) -> Response[bytes]:
+    """One item by ?id=, for any id a URL path cannot carry as it is."""
+    return await _read(state, _query_id(request.query_params))
+
+
+@delete("/v1/knowledge/items/{item_id:path}", opt={"permission": "knowledge:write"})
 async def delete_item(state: State, item_id: FromPath[str]) -> None:
-    """Remove an item; it is never found again."""
-    if not await _in_thread(store.delete, state.runtime, [item_id]):
-        raise NotFoundException(f"no knowledge item {item_id}")
+    """Remove an item; it is never found again. An id may hold '/', as is or as %2F."""
+    await _delete(state, _path_id(item_id))
+
+
+@delete("/v1/knowledge/items", opt={"permission": "knowledge:write"})
+async def delete_item_by_query(request: Request, state: State) -> None:
+    """Remove the item of ?id=, for any id a URL path cannot carry as it is."""
+    await _delete(state, _query_id(request.query_params))
 
 
 @get("/v1/knowledge/search", opt={"permission": "knowledge:read"})
@@ -128,7 +137,52 @@ async def search_items(request: Request, state: State) -> Response[bytes]:
 
 def route_handlers() -> list[HTTPRouteHandler]:
     """Every knowledge route, for the app to register."""
-    return [put_items, load_file, read_item, delete_item, search_items]
+    return [
+        put_items,
+        load_file,
+        read_item,
+        read_item_by_query,
+        delete_item,
+        delete_item_by_query,
+        search_items,
+    ]
+
+
+async def _read(state: State, item_id: str) -> Response[bytes]:
+    hit = await _in_thread(search.get, state.runtime, item_id)
+    if hit is None:
+        raise NotFoundException(_not_found(item_id))
+    return _json(_item(hit))
+
+
+async def _delete(state: State, item_id: str) -> None:
+    if not await _in_thread(store.delete, state.runtime, [item_id]):
+        raise NotFoundException(_not_found(item_id))
+
+
+def _path_id(value: str) -> str:
+    """The id in the path: Litestar hands a path parameter over with a leading '/'."""
+    return value.removeprefix("/")
+
+
+def _query_id(params: Mapping[str, Any]) -> str:
+    unknown = sorted(set(params) - {"id"})
+    if unknown:
+        raise InputError("unknown_parameter", f"unknown parameter {unknown[0]}; use id")
+    if not params.get("id"):
+        raise InputError(
+            "invalid_query", "id: give the item's id, as /v1/knowledge/items/{id} or ?id="
+        )
+    return str(params["id"])
+
+
+def _not_found(item_id: str) -> str:
+    """A path merges '//', drops a '/' at either end and resolves '.' and '..' segments
+    (clients do too), so the id asked for may not be the id sent: say how to send it whole."""
+    return (
+        f"no knowledge item {item_id}; an id with '/' at either end, '//' or a '.' segment "
+        "must be sent as /v1/knowledge/items?id= (URL-encoded)"
+    )
 
 
 def _items(body: bytes) -> list[store.Item]:
@@ -187,6 +241,8 @@ def _whole(value: str, name: str) -> int:
 
 
 def _moment(value: str) -> datetime:
+    """`at` as given; without an offset it stays naive, and search reads it in the default
+    time zone (C360_DEFAULT_TIMEZONE), as it reads validity dates."""
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

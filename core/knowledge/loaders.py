@@ -2,10 +2,13 @@
 
 CSV: a header row with `id` and `title` (and `type`, unless the caller gives one), optional
 `body` and `language`; every other column is an attribute (`price`, `stock`, `valid_from`,
-`related` as `a|b`, ...). JSON: an array of objects with id, type, title, body, language and
-attributes; JSON Lines (one object a line) also works. Every error names the file, the line
-and the field, so an operator can fix the file and load it again; a file with no items, or
-with two items of one id, is refused whole. Touches no database.
+`related` as `a|b`, ...). Column names are read trimmed and in lower case, each at most once;
+cells are separated by commas, or by semicolons or tabs when the header line has no comma
+(Excel's CSV in Vietnamese and European locales); a quote left open is an error, not a cell
+that swallows the rows after it. JSON: an array of objects with id, type, title, body,
+language and attributes; JSON Lines (one object a line) also works. Every error names the
+file, the line and the field, so an operator can fix the file and load it again; a file with
+no items, or with two items of one id, is refused whole. Touches no database.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,10 @@ from c360.knowledge.store import ITEM_TYPES, Item, item_from_dict, refuse_duplic
 
 #: Columns of a CSV row that are item fields; the rest are attributes.
 _ITEM_COLUMNS = ("id", "type", "title", "body", "language")
+#: Columns whose cell is one line: a line break there means a quote was left open.
+_ONE_LINE_COLUMNS = ("id", "type", "title", "language")
+#: Separators taken when the header line has no comma (see `_delimiter`).
+_OTHER_DELIMITERS = (";", "\t")
 #: Bigger files are split before loading: an upload is held in memory whole.
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
@@ -93,26 +100,126 @@ def parse_json(text: str, name: str, item_type: str | None = None) -> list[Item]
 def _csv_items(
     text: str, name: str, item_type: str | None, type_option: str = "the item_type argument"
 ) -> list[tuple[str, Item]]:
-    """(where, item) of each CSV row."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
+    """(where, item) of each CSV row; `where` names the line the row starts on."""
+    delimiter = _delimiter(text)
+    records = _csv_records(text, name, delimiter)
+    header = _header(records[0][1] if records else [], name, item_type, type_option)
+    items = []
+    for line, cells in records[1:]:
+        where = f"{name}, line {line}"
+        if len(cells) > len(header):
+            raise InputError("invalid_file", f"{where}: more cells than the header has columns")
+        if cells:  # a blank line is no row
+            row = dict(zip(header, cells, strict=False))
+            items.append((where, _item(_csv_object(row, where), where, item_type)))
+    return items
+
+
+def _delimiter(text: str) -> str:
+    """',' unless the header line has none but has ';' (Excel in locales whose decimal
+    mark is a comma, as in Vietnam and most of Europe) or a tab (a sheet copied as text)."""
+    first = io.StringIO(text, newline="").readline()
+    if "," in first:
+        return ","
+    return next((sep for sep in _OTHER_DELIMITERS if sep in first), ",")
+
+
+def _csv_records(text: str, name: str, delimiter: str) -> list[tuple[int, list[str]]]:
+    """(first line, cells) of each record. Strict: a quote left open would otherwise take
+    every later line into one cell, and rows would vanish without a word."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    records = []
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            raise _csv_error(text, name, line, delimiter, exc) from None
+        records.append((line, cells))
+
+
+def _csv_error(text: str, name: str, first: int, delimiter: str, exc: csv.Error) -> InputError:
+    """The csv module's complaint about the record starting on line `first`, placed at the
+    line of the quote that broke it when a quote did."""
+    opened = _broken_quote_line(text, first, delimiter)
+    if opened is None:
+        return InputError("invalid_file", f"{name}, line {first}: not valid CSV ({exc})")
+    return InputError(
+        "invalid_file",
+        f"{name}, line {opened}: the quote that opens a cell here is not closed properly "
+        f'({exc}); end the cell with a quote, and write a quote inside a cell as two ("")',
+    )
+
+
+def _broken_quote_line(text: str, first: int, delimiter: str) -> int | None:
+    """The line where the quoted cell that breaks the record starting on line `first`
+    opens, or None if no quote breaks it. The csv module's rules: a quote opens a cell only
+    at the cell's start, "" inside is one quote, and a closing quote is followed by the
+    separator or the line's end."""
+    opened, quoted, at_start, escaped = first, False, True, False
+    for number, char, after in _characters(text, first):
+        if escaped:
+            escaped = False
+        elif not quoted and char in "\r\n":
+            return None  # the record ended whole
+        elif quoted and char == '"' and after == '"':
+            escaped = True
+        elif quoted and char == '"':
+            if after not in ("", delimiter, "\r", "\n"):
+                return opened  # text after the closing quote
+            quoted = False
+        elif at_start and char == '"':
+            opened, quoted = number, True
+        at_start = not quoted and char == delimiter
+    return opened if quoted else None
+
+
+def _characters(text: str, first: int) -> Iterator[tuple[int, str, str]]:
+    """(line number, character, the next character of its line or '') from line `first`
+    on, lines split as the csv module's reader splits them."""
+    lines = io.StringIO(text, newline="").readlines()
+    for number, line in enumerate(lines[first - 1 :], start=first):
+        for position, char in enumerate(line):
+            yield number, char, line[position + 1 : position + 2]
+
+
+def _header(cells: list[str], name: str, item_type: str | None, type_option: str) -> list[str]:
+    """Column names trimmed and in lower case (a spreadsheet writes "ID" or " id "), each
+    once: with two columns of one name, one cell would be dropped unseen."""
+    header = [cell.strip().lower() for cell in cells]
+    _refuse_repeated_columns(header, name)
     missing = [c for c in ("id", "title") if c not in header]
     if item_type is None and "type" not in header:
         missing.append("type")
     if missing:
-        raise InputError(
-            "invalid_file",
-            f"{name}, line 1: missing column {', '.join(missing)} (the header has "
-            f"{', '.join(header) or 'nothing'}); add a type column, or give the type of "
-            f"every row with {type_option}",
-        )
-    items = []
-    for row in reader:
-        where = f"{name}, line {reader.line_num}"
-        if None in row:
-            raise InputError("invalid_file", f"{where}: more cells than the header has columns")
-        items.append((where, _item(_csv_object(row), where, item_type)))
-    return items
+        raise InputError("invalid_file", _missing_message(name, cells, missing, type_option))
+    return header
+
+
+def _refuse_repeated_columns(header: list[str], name: str) -> None:
+    seen: dict[str, int] = {}
+    for number, column in enumerate(header, start=1):
+        if column and column in seen:
+            raise InputError(
+                "invalid_file",
+                f"{name}, line 1: column {column} is there twice (columns {seen[column]} and "
+                f"{number}); remove one, or rename it",
+            )
+        seen[column] = number
+
+
+def _missing_message(name: str, cells: list[str], missing: list[str], type_option: str) -> str:
+    message = (
+        f"{name}, line 1: missing column {', '.join(missing)} (the header has "
+        f"{', '.join(cells) or 'nothing'})"
+    )
+    if len(cells) == 1:
+        return f"{message}; separate the columns with commas (or semicolons, or tabs)"
+    if "type" in missing:
+        return f"{message}; add a type column, or give the type of every row with {type_option}"
+    return f"{message}; add the missing column"
 
 
 def _json_items(text: str, name: str, item_type: str | None) -> list[tuple[str, Item]]:
@@ -140,13 +247,18 @@ def _item(raw: Any, where: str, item_type: str | None) -> Item:
     return item_from_dict(raw, where)
 
 
-def _csv_object(row: dict[str, str]) -> dict[str, Any]:
+def _csv_object(row: dict[str, str], where: str) -> dict[str, Any]:
     """A CSV row as an item object: item columns at the top, the rest as attributes."""
+    for column in _ONE_LINE_COLUMNS:
+        if "\n" in row.get(column, "") or "\r" in row.get(column, ""):
+            raise InputError(
+                "invalid_file",
+                f"{where}: the {column} cell runs over several lines, so its opening quote "
+                "is closed only rows later; close the quote on this line",
+            )
     item: dict[str, Any] = {key: row[key] for key in _ITEM_COLUMNS if key in row}
     item["attributes"] = {
-        key.strip(): value.strip()
-        for key, value in row.items()
-        if key not in _ITEM_COLUMNS and key and value is not None
+        key: value.strip() for key, value in row.items() if key not in _ITEM_COLUMNS and key
     }
     return item
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -81,9 +82,11 @@ def search(
     mode: Mode = "hybrid",
 ) -> list[Hit]:
     """The `k` best items for `text` among those the filters keep: valid at `at` (default
-    now), of `types`, sold in `region` (or everywhere), in stock when `in_stock`."""
+    now; without an offset, a time in the default time zone, as validity dates are), of
+    `types`, sold in `region` (or everywhere), in stock when `in_stock`."""
     _check(text, types, k, mode)
-    where = filters(types, region, at or datetime.now(UTC), in_stock)
+    moment = local_time(at, runtime.settings.default_timezone) if at else datetime.now(UTC)
+    where = filters(types, region, moment, in_stock)
     depth = max(k, HYBRID_DEPTH) if mode == "hybrid" else k
     with runtime.pool.connection() as conn:
         vector_hits = _by_vector(conn, runtime, text, where, depth) if mode != "text" else []
@@ -93,6 +96,13 @@ def search(
     if mode == "text":
         return text_hits
     return fuse(vector_hits, text_hits, k)
+
+
+def local_time(at: datetime, zone: str) -> datetime:
+    """`at` itself when it has an offset, else the wall-clock time `at` in `zone`: the store
+    reads a validity date without an offset in the default time zone, and a time asked
+    about must be read the same way, or a promotion of 5 December is gone at 23:30 there."""
+    return at if at.tzinfo else at.replace(tzinfo=ZoneInfo(zone))
 
 
 def get(runtime: Runtime, item_id: str) -> Hit | None:
@@ -227,12 +237,17 @@ class Where:
 def filters(
     types: Sequence[str] | None, region: str | None, at: datetime, in_stock: bool | None
 ) -> Where:
-    """The WHERE clause both rankings share."""
+    """The WHERE clause both rankings share; `at` has an offset (see `local_time`)."""
+    if at.tzinfo is None:
+        raise ValueError(
+            f"filters: at {at.isoformat()} has no offset; pass local_time(at, zone) with the "
+            "default time zone, as search() does"
+        )
     parts = [
         "(valid_from IS NULL OR valid_from <= %(at)s)",
         "(valid_until IS NULL OR %(at)s < valid_until)",
     ]
-    params: dict[str, Any] = {"at": at if at.tzinfo else at.replace(tzinfo=UTC)}
+    params: dict[str, Any] = {"at": at}
     if types:
         parts.append("type = ANY(%(types)s)")
         params["types"] = list(types)
