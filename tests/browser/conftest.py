@@ -31,6 +31,7 @@ import psutil
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from chromium_support import ensure_chromium
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from c360.appliance.engines import EmbeddedValkey
@@ -38,7 +39,6 @@ from c360.connectors import cdnow
 
 REPO = Path(__file__).resolve().parents[2]
 
-CHROMIUM = Path("/usr/bin/chromium")
 
 #: Flags for a headless Chromium in a container: no sandbox (root), no GPU, and nothing that
 #: talks to Google's servers on its own.
@@ -168,20 +168,8 @@ def expected(cdnow_file: Path) -> Expected:
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    """Debian's Chromium, installed on first use when apt-get can; outside CI a machine without
-    it skips the browser tests, in CI it fails them."""
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "chromium"], capture_output=True, timeout=900, check=False
-        )
-        if CHROMIUM.exists():
-            return CHROMIUM
-    message = "Chromium is not installed: run `apt-get install -y chromium` as root"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    """Debian's Chromium (tests/chromium_support.py)."""
+    return ensure_chromium()
 
 
 @pytest.fixture(scope="session")

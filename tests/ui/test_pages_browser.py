@@ -6,7 +6,6 @@ live count following its conditions."""
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import threading
 import time
@@ -15,15 +14,12 @@ from typing import Any
 
 import pytest
 import uvicorn
+from chromium_support import ensure_chromium
 
 from c360 import accounts
 from c360.appliance.web import web_app
 
 from .conftest import PASSWORD, send_events
-
-CHROMIUM = shutil.which("chromium")
-
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs apt-get install -y chromium")
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -95,8 +91,9 @@ def chromium_page(site: str) -> Iterator[tuple[Any, list[str]]]:
     """A signed-in Chromium page at phone width, and the console errors it collects."""
     from playwright.sync_api import sync_playwright
 
+    executable = ensure_chromium()
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = chromium.new_page(viewport={"width": 360, "height": 800})
         errors: list[str] = []
         page.add_init_script(CSP_PROBE)
