@@ -2,6 +2,15 @@
 sandbox (HTML autoescaped). A template that does not compile, or reaches for Python's insides
 (`''.__class__`, `x|attr('__globals__')`), is refused when saved, with the line that does it.
 
+What a customer's data prints as, so no Python spelling reaches a mail:
+- null is missing: `{{ profile.traits.first_name|default("there") }}` falls back for a null
+  first name as for an absent one, `is defined` is false, and a bare `{{ }}` prints nothing;
+- a list (or any sequence a filter makes) prints its items joined with ", ", skipping empty
+  ones: ["Lan", "Anh"] prints "Lan, Anh";
+- a mapping prints its values the same way: {"vi": "Lan"} prints "Lan", {} prints nothing;
+- true and false print as JSON spells them ("true", "false"), not as Python's True and False.
+Items nested in lists and mappings follow the same rules; in HTML each item is escaped.
+
 Reads and writes `notify.templates`; renders with jinja2.sandbox only.
 """
 
@@ -11,13 +20,23 @@ import contextvars
 import functools
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
+from types import GeneratorType
 from typing import Any
 
 import psycopg
-from jinja2 import ChainableUndefined, TemplateError, Undefined, UndefinedError, meta, nodes
+from jinja2 import (
+    ChainableUndefined,
+    TemplateError,
+    Undefined,
+    UndefinedError,
+    meta,
+    nodes,
+    pass_eval_context,
+)
 from jinja2.sandbox import SandboxedEnvironment, SecurityError, safe_range
+from markupsafe import Markup
 from psycopg.rows import dict_row
 
 from c360.errors import InputError
@@ -59,6 +78,11 @@ SAMPLE_CONTEXT: dict[str, Any] = {
 _HUGE_WIDTH = re.compile(r"\d{6,}")
 #: Characters left for the render in progress (and range() items), per thread and render.
 _BUDGET: contextvars.ContextVar[list[int]] = contextvars.ContextVar("template_budget")
+#: What prints as its items joined: sequences, sets and dict views (mappings print their
+#: values). Iterators only when Python's own (map(), reversed()) or generators (the map,
+#: select and unique filters): Jinja's loop and cycler objects iterate by moving on.
+_SEQUENCES = (list, tuple, set, frozenset, range, KeysView, ValuesView, ItemsView)
+_DONE = object()
 
 
 class TooBig(SecurityError):
@@ -90,6 +114,17 @@ class _Bounded(SandboxedEnvironment):
             else:
                 _check_sizes(f"{getattr(target, '__name__', 'a method')}()", args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`x.name`, with null read as missing (so default() and `is defined` see it so)."""
+        return self._present(obj, attribute, super().getattr(obj, attribute))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """`x[key]`, with null read as missing."""
+        return self._present(obj, argument, super().getitem(obj, argument))
+
+    def _present(self, obj: Any, name: Any, value: Any) -> Any:
+        return self.undefined(obj=obj, name=name) if value is None else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +258,7 @@ def _render(env: SandboxedEnvironment, source: str | None, context: dict[str, An
     """Render, stopping as soon as the text passes MAX_RENDERED_CHARS (not after building it)."""
     if source is None:
         return None
+    context = {name: value for name, value in context.items() if value is not None}
     token = _BUDGET.set([MAX_LOOP_ITEMS])
     try:
         return "".join(_capped(env.from_string(source).generate(context)))
@@ -237,6 +273,61 @@ def _capped(pieces: Iterator[str]) -> Iterator[str]:
         if left < 0:
             raise TooBig(f"the template renders over {MAX_RENDERED_CHARS:,} characters")
         yield piece
+
+
+@pass_eval_context
+def _printable(eval_ctx: nodes.EvalContext, value: Any) -> Any:
+    """What `{{ value }}` prints: the rules in the module docstring."""
+    if isinstance(value, str | Undefined):
+        return value
+    if not _is_container(value):
+        return _leaf_text(value) if value is None or isinstance(value, bool) else value
+    items = _leaves(value)
+    return Markup(", ").join(items) if eval_ctx.autoescape else ", ".join(items)
+
+
+def _is_container(value: Any) -> bool:
+    if isinstance(value, (Mapping, GeneratorType, *_SEQUENCES)):
+        return True
+    return isinstance(value, Iterator) and type(value).__module__ == "builtins"
+
+
+def _leaves(value: Any) -> list[str]:
+    """The non-empty texts of a container's items, depth first. A container met again inside
+    itself is skipped, and items and characters together are bounded like the rendered text
+    (a list of a list repeated is small to build and huge to print)."""
+    found: list[str] = []
+    left = MAX_RENDERED_CHARS
+    stack, open_ids = [_children(value)], {id(value)}
+    while stack:
+        left -= 1
+        item = next(stack[-1][1], _DONE)
+        if item is _DONE:
+            open_ids.discard(stack.pop()[0])
+        elif _is_container(item):
+            if id(item) not in open_ids:
+                stack.append(_children(item))
+                open_ids.add(id(item))
+        elif text := _leaf_text(item):
+            left -= len(text)
+            found.append(text)
+        if left < 0:
+            raise TooBig(f"the template prints over {MAX_RENDERED_CHARS:,} items at once")
+    return found
+
+
+def _children(value: Any) -> tuple[int, Iterator[Any]]:
+    items: Iterable[Any] = value.values() if isinstance(value, Mapping) else value
+    return id(value), iter(items)
+
+
+def _leaf_text(value: Any) -> str:
+    """One item's text: Markup stays Markup (HTML escaping then keeps it as it is)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
 
 
 def _check_binop(operator: str, left: Any, right: Any) -> None:
@@ -359,9 +450,10 @@ def _match(value: Any, pattern: re.Pattern[str], field: str, hint: str) -> str:
 
 # (built last: they wrap the filters with the functions above)
 # the strict environments refuse at save; the lenient ones render missing facts as empty text
-_CHECK_TEXT = _Bounded(undefined=Undefined, autoescape=False)
-_CHECK_HTML = _Bounded(undefined=Undefined, autoescape=True)
-_TEXT = _Bounded(undefined=ChainableUndefined, autoescape=False)
-_HTML = _Bounded(undefined=ChainableUndefined, autoescape=True)
+# all print data the same way (_printable)
+_CHECK_TEXT = _Bounded(undefined=Undefined, autoescape=False, finalize=_printable)
+_CHECK_HTML = _Bounded(undefined=Undefined, autoescape=True, finalize=_printable)
+_TEXT = _Bounded(undefined=ChainableUndefined, autoescape=False, finalize=_printable)
+_HTML = _Bounded(undefined=ChainableUndefined, autoescape=True, finalize=_printable)
 #: What a template may name: the context's keys and the sandbox's own functions.
 KNOWN_NAMES = frozenset(SAMPLE_CONTEXT) | frozenset(_TEXT.globals)

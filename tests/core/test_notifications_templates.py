@@ -124,7 +124,8 @@ def test_ordinary_arithmetic_and_repetition_still_render():
         "{{ '%05.1f' % 2.5 }} {{ '{:,}'.format(1234567) }} {{ 'x'|center(5) }}|",
     }
     assert templates.render(row, {}).text == (
-        "---------- ababab 1024 [1, 2] 002.5 1,234,567   x  |"
+        # a list prints its items, as customers read them (not Python's [1, 2])
+        "---------- ababab 1024 1, 2 002.5 1,234,567   x  |"
     )
 
 
