@@ -340,7 +340,7 @@ def _finish(
     if status == "done":  # the person is gone: the request no longer names them in full
         conn.execute(
             "UPDATE governance.deletion_requests SET reference = %s WHERE request_id = %s",
-            (_redacted(_reference_of(conn, request_id)), request_id),
+            (redacted(_reference_of(conn, request_id)), request_id),
         )
 
 
@@ -351,12 +351,19 @@ def _reference_of(conn: psycopg.Connection, request_id: int) -> str:
     return str(row[0]) if row else ""
 
 
-def _redacted(reference: str) -> str:
-    """What a finished request keeps of whom it erased: enough to tell requests apart
-    (`l***@example.vn`, `c***`), not enough to name the person again."""
+def redacted(reference: Any) -> Any:
+    """A reference as a finished request keeps it and lists show it: enough to tell requests
+    apart (`l***@example.vn`, `le***`), not enough to name the person again. Redacting twice
+    changes nothing."""
+    if not isinstance(reference, str) or reference.endswith(_REDACTED):
+        return reference
     if "@" in reference:
         return mask_email(reference)
-    return f"{reference[:1]}***"
+    shown = reference[:2] if len(reference) > 6 else ""
+    return f"{shown}{_REDACTED}"
+
+
+_REDACTED = "***"
 
 
 def _forget_chats(runtime: Runtime, conversation_ids: list[str]) -> None:
