@@ -107,3 +107,12 @@ def client(runtime: Runtime) -> Iterator[object]:
 
     with TestClient(app=create_app(runtime.settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def smtp() -> Iterator[object]:
+    """A local SMTP server (tests/peers/smtp_peer.py) that keeps what it accepts."""
+    from peers.smtp_peer import SmtpPeer
+
+    with SmtpPeer() as peer:
+        yield peer

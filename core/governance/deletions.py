@@ -89,7 +89,7 @@ def run_deletion(runtime: Runtime, request_id: int, actor: str = "c360") -> dict
                 region = runtime.settings.default_region
                 counts = _erase(conn, doc, region) if doc else {"profiles": 0}
                 chats = counts.pop("webchat", [])
-                _finish(conn, request_id, "done", counts, None)
+                _finish(conn, request_id, "done", counts, None, request["reference"])
                 audit.record(
                     conn,
                     actor=actor,
@@ -330,7 +330,12 @@ def _recompute_segments(conn: psycopg.Connection, segment_ids: list[int], region
 
 
 def _finish(
-    conn: psycopg.Connection, request_id: int, status: str, counts: dict[str, Any], error: Any
+    conn: psycopg.Connection,
+    request_id: int,
+    status: str,
+    counts: dict[str, Any],
+    error: Any,
+    reference: str = "",
 ) -> None:
     conn.execute(
         "UPDATE governance.deletion_requests SET status = %s, counts = %s, error = %s,"
@@ -340,15 +345,8 @@ def _finish(
     if status == "done":  # the person is gone: the request no longer names them in full
         conn.execute(
             "UPDATE governance.deletion_requests SET reference = %s WHERE request_id = %s",
-            (redacted(_reference_of(conn, request_id)), request_id),
+            (redacted(reference), request_id),
         )
-
-
-def _reference_of(conn: psycopg.Connection, request_id: int) -> str:
-    row = conn.execute(
-        "SELECT reference FROM governance.deletion_requests WHERE request_id = %s", (request_id,)
-    ).fetchone()
-    return str(row[0]) if row else ""
 
 
 def redacted(reference: Any) -> Any:

@@ -19,7 +19,6 @@ from notify_support import (
     sends,
     template,
 )
-from peers.smtp_peer import SmtpPeer
 
 from c360 import tokens
 from c360.notifications import preferences, tracking
@@ -27,12 +26,6 @@ from c360.runtime import Runtime
 
 NOW = datetime(2026, 5, 4, 3, 0, tzinfo=UTC)
 WRITER = ["notifications:read", "notifications:write"]
-
-
-@pytest.fixture
-def smtp():
-    with SmtpPeer() as peer:
-        yield peer
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from notify_support import (
     sends,
     template,
 )
-from peers.smtp_peer import SmtpPeer
 
 from c360.errors import InputError
 from c360.notifications import policy, templates
@@ -32,12 +31,6 @@ from c360.stages.f3_resolve import load_documents
 NY = ZoneInfo("America/New_York")
 LA = ZoneInfo("America/Los_Angeles")
 GREETING = 'Hi {{ profile.traits.first_name|default("there") }}'
-
-
-@pytest.fixture
-def smtp():
-    with SmtpPeer() as peer:
-        yield peer
 
 
 def _render(source: str, traits: dict, **row) -> templates.Rendered:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from notify_support import (
     Clock,
     cart,
@@ -32,12 +31,6 @@ from c360.runtime import Runtime
 #: A Saturday evening; New York moves its clocks forward that night (02:00 -> 03:00).
 NY = ZoneInfo("America/New_York")
 EVENING_BEFORE_DST = datetime(2026, 3, 7, 22, 0, tzinfo=NY)
-
-
-@pytest.fixture
-def smtp():
-    with SmtpPeer() as peer:
-        yield peer
 
 
 def _engaged(runtime: Runtime, smtp: SmtpPeer, **changes) -> Runtime:

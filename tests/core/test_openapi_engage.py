@@ -43,12 +43,6 @@ DOCUMENTED = [
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpPeer]:
-    with SmtpPeer() as peer:
-        yield peer
-
-
-@pytest.fixture
 def api(runtime: Runtime, smtp: SmtpPeer) -> Iterator[TestClient]:
     engaged = Runtime(email_settings(runtime.settings, smtp.port))
     with engaged.pool.connection() as conn:
